@@ -1,0 +1,1 @@
+"""Web dashboard served by the API at `/` (see routes.py)."""

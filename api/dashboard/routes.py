@@ -1,0 +1,163 @@
+"""The web dashboard: HTML pages and static files served by the API itself.
+
+Pages are thin shells (layout + a page fragment); the data comes from the JSON API
+(`/api/v1/...`) through small ES modules in `static/js`, signed in with the session
+cookie. The pages themselves carry no user data, so they need no auth; the API calls
+they make do, and a 401 sends the browser to the sign-in page.
+
+Charts use the Plotly bundle that ships inside the installed `plotly` wheel, served
+from site-packages, so nothing third-party is copied into the repository and the
+dashboard works offline.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from functools import cache, lru_cache
+from pathlib import Path
+from string import Template
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse
+
+from api.dashboard.data import router as data_router
+from api.dashboard.pages import PAGES, Page
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+TEMPLATE_DIR = HERE / "templates"
+
+# Own assets change with the code: let the browser revalidate them every time.
+OWN_ASSET_CACHE = "no-cache"
+# The vendor bundle's URL carries its version, so it may be cached for good.
+VENDOR_CACHE = "public, max-age=31536000, immutable"
+
+# Plotly draws with inline styles and data: URLs (for its icons); nothing else is inline.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter(include_in_schema=False)
+router.include_router(data_router)
+
+
+@lru_cache(maxsize=1)
+def plotly_bundle() -> tuple[Path, str]:
+    """Path and version of the Plotly JS bundle inside the installed `plotly` package."""
+    import plotly
+
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    return path, getattr(plotly, "__version__", "0")
+
+
+@cache
+def _template(name: str) -> Template:
+    return Template((TEMPLATE_DIR / name).read_text(encoding="utf-8"))
+
+
+@cache
+def render_page(page: Page) -> str:
+    """Fill the shared layout with one page's fragment (pages carry no data: cached)."""
+    _, plotly_version = plotly_bundle()
+    scripts = []
+    if page.charts:
+        scripts.append(
+            f'<script src="/static/vendor/plotly-{plotly_version}.min.js" defer></script>'
+        )
+    scripts.append(f'<script type="module" src="/static/js/pages/{page.script}"></script>')
+    nav = "\n".join(_nav_item(key, href, label, key == page.nav) for key, href, label in NAV_LINKS)
+    return _template("layout.html").substitute(
+        title=page.title,
+        body_class=page.key,
+        nav=nav,
+        main=_template(page.template).substitute(),
+        scripts="\n    ".join(scripts),
+        show_nav="" if page.nav else " hidden",
+    )
+
+
+def _nav_item(key: str, href: str, label: str, current: bool) -> str:
+    marker = ' aria-current="page"' if current else ""
+    return f'<li><a href="{href}" data-nav="{key}"{marker}>{label}</a></li>'
+
+
+NAV_LINKS = (
+    ("jobs", "/", "Jobs"),
+    ("new", "/jobs/new", "New job"),
+    ("datasets", "/datasets", "Datasets"),
+    ("compare", "/compare", "Compare"),
+)
+
+
+def _page_response(key: str) -> HTMLResponse:
+    return HTMLResponse(render_page(PAGES[key]), headers=PAGE_HEADERS)
+
+
+@router.get("/", response_class=HTMLResponse)
+def jobs_page() -> HTMLResponse:
+    return _page_response("jobs")
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_page() -> HTMLResponse:
+    return _page_response("signin")
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page() -> HTMLResponse:
+    return _page_response("new")
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job_id: str) -> HTMLResponse:
+    # The id is read by the page script from the URL; unknown ids show a message there.
+    return _page_response("job")
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page() -> HTMLResponse:
+    return _page_response("datasets")
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page() -> HTMLResponse:
+    return _page_response("compare")
+
+
+@router.api_route("/static/vendor/plotly-{version}.min.js", methods=["GET", "HEAD"])
+def plotly_js(version: str) -> FileResponse:
+    path, installed = plotly_bundle()
+    if version != installed or not path.is_file():
+        raise HTTPException(status_code=404, detail="Not Found")
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": VENDOR_CACHE})
+
+
+@router.api_route("/static/{asset_path:path}", methods=["GET", "HEAD"])
+def static_asset(asset_path: str) -> FileResponse:
+    # Resolve and check containment so "../" or symlinks cannot reach outside static/.
+    path = (STATIC_DIR / asset_path).resolve()
+    if not path.is_relative_to(STATIC_DIR) or not path.is_file():
+        raise HTTPException(status_code=404, detail="Not Found")
+    media_type = MEDIA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+    return FileResponse(
+        path,
+        media_type=media_type or "application/octet-stream",
+        headers={"Cache-Control": OWN_ASSET_CACHE, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# mimetypes depends on the host's tables; module scripts must be served as JavaScript.
+MEDIA_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".html": "text/html",
+}

@@ -1,0 +1,74 @@
+"""The FastAPI application: `create_app()` (uvicorn: `api.main:create_app --factory`)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
+
+from api.routes import artifacts, datasets, events, health, jobs, session
+from store.artifacts import dataset_files
+from store.migrate import ensure_schema
+from store.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+log = logging.getLogger("lorita.api")
+
+
+def include_dashboard(app: FastAPI) -> bool:
+    """The dashboard lives in api.dashboard (optional): `install(app)` if it defines one
+    (to mount static files), else its `router`. It serves `/`."""
+    try:
+        module = importlib.import_module("api.dashboard.routes")
+    except ModuleNotFoundError as error:
+        if error.name and (error.name == "api.dashboard" or error.name.startswith("api.dashboard")):
+            return False
+        raise
+    if hasattr(module, "install"):
+        module.install(app)
+    else:
+        app.include_router(module.router)
+    return True
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Embedded mode migrates; deployment refuses an outdated schema (SchemaOutdated).
+        ensure_schema(settings)
+        dataset_files(settings).incoming.mkdir(parents=True, exist_ok=True)
+        settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+        yield
+
+    app = FastAPI(
+        title="LoRITa compression service",
+        version="0.1.0",
+        description="Train with LoRITa, merge, truncate the SVD, download the compressed "
+        "model. Every route except /healthz and the docs needs `Authorization: Bearer TOKEN`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(jobs.router)
+    api.include_router(events.router)
+    api.include_router(artifacts.router)
+    api.include_router(datasets.router)
+    api.include_router(session.api_router)
+    api.include_router(health.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.include_router(session.page_router)
+
+    if not include_dashboard(app):
+
+        @app.get("/", include_in_schema=False)
+        def index():
+            return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,174 @@
+"""Datasets: built-in names and the user's uploads (.npz or ImageFolder .zip).
+
+An upload is streamed into a temporary file (refused once it passes
+UPLOAD_MAX_BYTES), validated by core.data.validate_upload, and only then moved
+into the dataset folder and recorded; a rejected upload leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import PurePath
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.errors import not_found
+from api.schemas import DatasetOut
+from api.uploads import receive_upload
+from core.data import UPLOAD_PREFIX, available_datasets
+from core.errors import DataError
+from store.artifacts import dataset_files
+from store.db import session_scope
+from store.models import Dataset, User, new_id
+from store.settings import Settings
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+KINDS = {".npz": "npz", ".zip": "zip"}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string", "description": "Display name"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def dataset_out(row: Dataset) -> DatasetOut:
+    return DatasetOut(
+        id=row.id,
+        reference=f"{UPLOAD_PREFIX}{row.id}",
+        name=row.name,
+        builtin=False,
+        kind=row.kind,
+        filename=row.filename,
+        size_bytes=row.size_bytes,
+        info=row.info,
+        created_at=row.created_at,
+    )
+
+
+def info_dict(info: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(info):
+        data = dataclasses.asdict(info)
+    elif hasattr(info, "model_dump"):
+        data = info.model_dump(mode="json")
+    elif hasattr(info, "_asdict"):
+        data = info._asdict()
+    else:
+        data = dict(vars(info))
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+
+
+def _validate(path, settings: Settings):
+    from core.data import validate_upload
+
+    return validate_upload(
+        path,
+        max_bytes=settings.upload_max_bytes,
+        max_uncompressed_bytes=settings.upload_max_uncompressed_bytes,
+    )
+
+
+def _accept(settings: Settings, user_id: int, received_path, received, kind: str, info) -> Dataset:
+    files = dataset_files(settings)
+    dataset_id = new_id()
+    files.accept(received_path, dataset_id, kind)
+    try:
+        with session_scope(settings) as session:
+            row = Dataset(
+                id=dataset_id,
+                owner_id=user_id,
+                name=received.name or PurePath(received.filename).stem,
+                filename=PurePath(received.filename).name[:255],
+                kind=kind,
+                size_bytes=received.size,
+                info=info_dict(info),
+            )
+            session.add(row)
+        return row
+    except BaseException:
+        files.delete(dataset_id, kind)
+        raise
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetOut,
+    openapi_extra=UPLOAD_BODY,
+)
+async def upload_dataset(request: Request, user: CurrentUser, settings: SettingsDep):
+    """Upload a .npz (x_train, y_train, x_test, y_test) or an ImageFolder .zip
+    (`curl -F file=@data.npz`). Use the returned reference as data.dataset."""
+    with dataset_files(settings).receive() as folder:
+        received = await receive_upload(request, folder / "upload", settings.upload_max_bytes)
+        kind = KINDS.get(PurePath(received.filename).suffix.lower())
+        if kind is None:
+            raise HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                detail=f"{received.filename!r}: upload a .npz file or a .zip of an ImageFolder",
+            )
+        # The validator (and numpy) go by the suffix.
+        path = (folder / "upload").rename(folder / f"dataset.{kind}")
+        try:
+            info = await run_in_threadpool(_validate, path, settings)
+        except DataError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+        except (OSError, ValueError) as error:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"Unreadable dataset file: {error}"
+            ) from None
+        row = await run_in_threadpool(_accept, settings, user.id, path, received, kind, info)
+    return dataset_out(row)
+
+
+@router.get("", response_model=list[DatasetOut])
+def list_datasets(session: SessionDep, user: CurrentUser):
+    """Built-in datasets, then the user's uploads (newest first)."""
+    builtin = [
+        DatasetOut(id=name, reference=name, name=name, builtin=True)
+        for name in available_datasets()
+    ]
+    rows = session.scalars(
+        select(Dataset).where(Dataset.owner_id == user.id).order_by(Dataset.created_at.desc())
+    ).all()
+    return builtin + [dataset_out(row) for row in rows]
+
+
+def owned_dataset(session, dataset_id: str, user: User) -> Dataset:
+    row = session.scalar(
+        select(Dataset).where(Dataset.id == dataset_id, Dataset.owner_id == user.id)
+    )
+    if row is None:
+        raise not_found("dataset")
+    return row
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, session: SessionDep, user: CurrentUser):
+    return dataset_out(owned_dataset(session, dataset_id, user))
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset(dataset_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep):
+    """Remove an upload. Jobs already finished keep their results."""
+    row = owned_dataset(session, dataset_id, user)
+    session.delete(row)
+    session.commit()
+    dataset_files(settings).delete(row.id, row.kind)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

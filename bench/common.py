@@ -1,0 +1,82 @@
+"""Helpers shared by the benchmark scripts: machine description and JSON results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """What a number was measured on, stored next to every result."""
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "load_average_1m": _load_average(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _load_average() -> float | None:
+    # Other processes on a shared machine slow everything down; ratios measured
+    # side by side stay meaningful, absolute times less so.
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def command_line() -> str:
+    """The command that produced a result, as a user would type it."""
+    module = Path(sys.argv[0]).stem
+    return " ".join(["python -m bench." + module, *sys.argv[1:]])
+
+
+def write_result(name: str, payload: dict[str, Any], results_dir: Path | None = None) -> Path:
+    """Write ``payload`` to results/<name>.json atomically and return the path."""
+    folder = results_dir or RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def read_result(name: str, results_dir: Path | None = None) -> dict[str, Any] | None:
+    path = (results_dir or RESULTS_DIR) / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")

@@ -1,0 +1,230 @@
+"""Rank truncation of a merged model, and its compact two-layer form.
+
+After LoRITa training and merging, each weight layer is one dense matrix (a conv
+kernel is read as c_out x (c_in*k*k)). Keeping its r largest singular values gives
+the best rank-r approximation (Eckart-Young). Two forms of the truncated model:
+
+- ``truncate``: same structure, each weight replaced by its rank-r approximation
+  (what model.safetensors stores; loads into the original architecture).
+- ``to_lowrank``: each truncated layer stored as two thin layers, Linear(in, r) ->
+  Linear(r, out) or Conv2d(c_in, r, k, ...) -> Conv2d(r, c_out, 1), which is smaller
+  and faster. A rank only pays when ``r * (m + n) < m * n``; layers where it does not
+  stay dense with their truncated weight, so both forms compute the same function.
+
+SVDs run in float64 on the CPU for accuracy (weights are small); results are cast
+back to each layer's dtype and device. A factorized model is merged first.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from core.factorize import COMPOSED_TYPES, eligible_layers, merge
+
+
+class LowRankLinear(nn.Sequential):
+    """Linear(in, rank, bias=False) -> Linear(rank, out, bias): a rank-limited Linear."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, **kw):
+        super().__init__(
+            nn.Linear(in_features, rank, bias=False, **kw),
+            nn.Linear(rank, out_features, bias=bias, **kw),
+        )
+        self.rank = rank
+
+
+class LowRankConv2d(nn.Sequential):
+    """Conv2d(c_in, rank, k, ...) -> Conv2d(rank, c_out, 1, bias): a rank-limited Conv2d."""
+
+    def __init__(self, dense: nn.Conv2d, rank: int, **kw):
+        super().__init__(
+            nn.Conv2d(
+                dense.in_channels,
+                rank,
+                dense.kernel_size,
+                stride=dense.stride,
+                padding=dense.padding,
+                dilation=dense.dilation,
+                bias=False,
+                padding_mode=dense.padding_mode,
+                **kw,
+            ),
+            nn.Conv2d(rank, dense.out_channels, 1, bias=dense.bias is not None, **kw),
+        )
+        self.rank = rank
+
+
+LOWRANK_TYPES = (LowRankLinear, LowRankConv2d)
+
+
+def weight_matrix(module: nn.Module) -> torch.Tensor:
+    """The layer's weight as a 2-D (out x fan_in) matrix, detached."""
+    weight = module.merged_weight() if isinstance(module, COMPOSED_TYPES) else module.weight
+    return weight.detach().reshape(weight.shape[0], -1)
+
+
+def _svd64(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    w = weight_matrix(module).to("cpu", torch.float64)
+    return torch.linalg.svd(w, full_matrices=False)
+
+
+def _weight_layer_names(model: nn.Module) -> list[str]:
+    eligible = set(eligible_layers(model))
+    return [
+        name
+        for name, m in model.named_modules()
+        if name in eligible or isinstance(m, COMPOSED_TYPES)
+    ]
+
+
+def singular_values(
+    model: nn.Module, names: Iterable[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Singular values (float64, CPU, descending) of each weight layer's matrix.
+
+    ``names`` defaults to every eligible layer (and every composed layer's product).
+    """
+    names = _weight_layer_names(model) if names is None else list(names)
+    result = {}
+    for name in names:
+        w = weight_matrix(model.get_submodule(name)).to("cpu", torch.float64)
+        result[name] = torch.linalg.svdvals(w)
+    return result
+
+
+def pays_off(m: int, n: int, r: int) -> bool:
+    """Whether two factors of rank r (r*(m+n) numbers) are smaller than the m x n matrix."""
+    return r * (m + n) < m * n
+
+
+def _checked_layers(model: nn.Module, ranks: dict[str, int]) -> dict[str, nn.Module]:
+    layers = {}
+    for name, rank in ranks.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as error:
+            raise ValueError(f"no layer named {name!r} in the model") from error
+        if not isinstance(module, (nn.Linear, nn.Conv2d)) or module.weight.dim() < 2:
+            raise ValueError(f"{name!r} is not a Linear/Conv2d layer: {type(module).__name__}")
+        if isinstance(module, nn.Conv2d) and module.groups != 1:
+            raise ValueError(f"{name!r} is a grouped convolution; it cannot be truncated")
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            raise ValueError(f"rank for {name!r} must be an integer >= 0, got {rank!r}")
+        layers[name] = module
+    return layers
+
+
+def _prepare(model: nn.Module, inplace: bool) -> nn.Module:
+    if any(isinstance(m, COMPOSED_TYPES) for m in model.modules()):
+        return merge(model, inplace=inplace)
+    return model if inplace else copy.deepcopy(model)
+
+
+def _truncated_weight(module: nn.Module, rank: int) -> torch.Tensor:
+    u, s, vh = _svd64(module)
+    approx = (u[:, :rank] * s[:rank]) @ vh[:rank]
+    return approx.reshape(module.weight.shape).to(module.weight)
+
+
+def truncate(model: nn.Module, ranks: dict[str, int], inplace: bool = False) -> nn.Module:
+    """Same structure, with each named layer's weight replaced by its rank-r approximation.
+
+    Layers not in ``ranks`` are untouched; a rank >= the full rank leaves the weight
+    exactly as it is.
+    """
+    model = _prepare(model, inplace)
+    for name, module in _checked_layers(model, ranks).items():
+        rank = ranks[name]
+        if rank >= min(weight_matrix(module).shape):
+            continue
+        with torch.no_grad():
+            module.weight.copy_(_truncated_weight(module, rank))
+    return model
+
+
+def _split(module: nn.Module, rank: int) -> nn.Sequential:
+    """Two thin layers computing the rank-r approximation of ``module``."""
+    u, s, vh = _svd64(module)
+    root = s[:rank].sqrt()  # split the singular values evenly: similar factor scales
+    first, second = root[:, None] * vh[:rank], u[:, :rank] * root
+    w = module.weight
+    kw = {"device": w.device, "dtype": w.dtype}
+    if isinstance(module, nn.Linear):
+        pair = LowRankLinear(
+            module.in_features, module.out_features, rank, module.bias is not None, **kw
+        )
+    else:
+        pair = LowRankConv2d(module, rank, **kw)
+    with torch.no_grad():
+        pair[0].weight.copy_(first.reshape(pair[0].weight.shape))
+        pair[1].weight.copy_(second.reshape(pair[1].weight.shape))
+        if module.bias is not None:
+            pair[1].bias.copy_(module.bias)
+    pair.train(module.training)
+    return pair
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    if not name:
+        return new
+    parent_name, _, child_name = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child_name, new)
+    return model
+
+
+def to_lowrank(model: nn.Module, ranks: dict[str, int], inplace: bool = False) -> nn.Module:
+    """Like ``truncate``, but layers whose rank pays off become two thin layers.
+
+    A layer named ``name`` becomes ``LowRankLinear``/``LowRankConv2d`` (an
+    nn.Sequential), so its state-dict keys are ``name.0.weight``, ``name.1.weight``
+    and ``name.1.bias``. A rank of 0 or one that does not pay off keeps the layer
+    dense with its truncated weight. ``to_lowrank(m, r)(x) == truncate(m, r)(x)``
+    up to float rounding.
+    """
+    model = _prepare(model, inplace)
+    for name, module in _checked_layers(model, ranks).items():
+        rank = ranks[name]
+        m, n = weight_matrix(module).shape
+        # Subclasses (e.g. attention's out_proj) may be read by their parent
+        # directly, so only plain layers change structure.
+        splittable = type(module) in (nn.Linear, nn.Conv2d)
+        if splittable and rank > 0 and pays_off(m, n, rank):
+            model = _set_submodule(model, name, _split(module, rank))
+        elif rank < min(m, n):
+            with torch.no_grad():
+                module.weight.copy_(_truncated_weight(module, rank))
+    return model
+
+
+def lowrank_structure(model: nn.Module) -> dict[str, int]:
+    """{qualified name: rank} of the layers ``to_lowrank`` split into two."""
+    return {name: m.rank for name, m in model.named_modules() if isinstance(m, LOWRANK_TYPES)}
+
+
+def apply_lowrank_structure(
+    model: nn.Module, structure: dict[str, int], inplace: bool = False
+) -> nn.Module:
+    """Put empty two-layer replacements at ``structure``'s names into a dense model.
+
+    Rebuilds the skeleton of a ``to_lowrank`` model from a freshly built dense one,
+    so that ``load_state_dict`` of the saved low-rank weights works strictly.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    for name, module in _checked_layers(model, structure).items():
+        w = module.weight
+        kw = {"device": w.device, "dtype": w.dtype}
+        rank = structure[name]
+        if isinstance(module, nn.Linear):
+            pair = LowRankLinear(
+                module.in_features, module.out_features, rank, module.bias is not None, **kw
+            )
+        else:
+            pair = LowRankConv2d(module, rank, **kw)
+        pair.train(module.training)
+        model = _set_submodule(model, name, pair)
+    return model

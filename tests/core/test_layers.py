@@ -1,0 +1,194 @@
+"""Composed layers: both forward orders agree, init statistics, dense round trips."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.layers import ComposedConv2d, ComposedLinear, cheapest_order
+
+DOUBLE = torch.float64
+
+
+def _grads(layer: nn.Module, x: torch.Tensor, order: str):
+    layer.forward_order = order
+    x = x.clone().requires_grad_(True)
+    out = layer(x)
+    # A fixed random projection makes every output element matter to the gradient.
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    params = list(layer.parameters())
+    grads = torch.autograd.grad((out * weights).sum(), [x, *params])
+    return out.detach(), grads
+
+
+def _assert_orders_agree(layer: nn.Module, x: torch.Tensor) -> None:
+    out_chain, grads_chain = _grads(layer, x, "chain")
+    for order in ("product", "hybrid", "auto"):
+        out, grads = _grads(layer, x, order)
+        torch.testing.assert_close(out, out_chain, rtol=1e-10, atol=1e-10)
+        for grad, grad_chain in zip(grads, grads_chain, strict=True):
+            torch.testing.assert_close(grad, grad_chain, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+@pytest.mark.parametrize(("d_in", "d_out", "bias"), [(12, 5, True), (5, 12, False)])
+def test_linear_orders_give_same_outputs_and_gradients(factor, d_in, d_out, bias):
+    torch.manual_seed(factor)
+    layer = ComposedLinear(d_in, d_out, factor, bias=bias, dtype=DOUBLE)
+    _assert_orders_agree(layer, torch.randn(3, 4, d_in, dtype=DOUBLE))
+
+
+CONV_CASES = [
+    {"kernel_size": 3, "padding": 1},
+    {"kernel_size": 3, "stride": 2, "padding": 1, "bias": False},
+    {"kernel_size": (3, 2), "stride": (2, 1), "padding": (2, 0), "dilation": (2, 1)},
+    {"kernel_size": 3, "padding": "same", "dilation": 2},
+    {"kernel_size": 3, "padding": "valid"},
+    {"kernel_size": 3, "padding": 2, "padding_mode": "reflect"},
+    {"kernel_size": 1},
+]
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+@pytest.mark.parametrize("options", CONV_CASES, ids=str)
+def test_conv_orders_give_same_outputs_and_gradients(factor, options):
+    torch.manual_seed(factor)
+    layer = ComposedConv2d(3, 5, factor=factor, dtype=DOUBLE, **options)
+    _assert_orders_agree(layer, torch.randn(2, 3, 9, 8, dtype=DOUBLE))
+    # Matches the plain convolution with the merged weight.
+    dense = layer.to_dense()
+    x = torch.randn(2, 3, 9, 8, dtype=DOUBLE)
+    torch.testing.assert_close(layer(x), dense(x))
+
+
+@pytest.mark.parametrize("options", CONV_CASES, ids=str)
+def test_conv_output_positions_match_real_output(options):
+    layer = ComposedConv2d(3, 4, factor=2, **options)
+    for shape in [(2, 3, 9, 8), (3, 11, 7)]:
+        x = torch.randn(shape)
+        out = layer(x)
+        expected = out.shape[-1] * out.shape[-2] * (out.shape[0] if out.dim() == 4 else 1)
+        assert layer.output_positions(x) == expected
+
+
+def test_cheapest_order_compares_multiply_adds():
+    # conv 512 -> 512, 3x3 (fan-in 4608), N=3, in units of 512**2 multiply-adds:
+    # chain 2P, product 512 + 4608, hybrid 512 + P.
+    assert cheapest_order(3, 128, 512, 4608) == "chain"  # 256 < 640
+    assert cheapest_order(3, 2048, 512, 4608) == "hybrid"  # 2560 < 4096, 5120
+    assert cheapest_order(3, 8192, 512, 4608) == "product"  # 5120 < 8704
+    assert cheapest_order(2, 4607, 512, 4608) == "chain"  # N=2: product iff fan-in < P
+    assert cheapest_order(2, 4609, 512, 4608) == "product"
+
+
+def test_auto_picks_the_cheaper_order():
+    conv = ComposedConv2d(64, 64, 3, padding=1, factor=3)
+    # fan-in 576: big images make the product cheaper, tiny ones the chain.
+    assert conv.chosen_order(torch.empty(8, 64, 32, 32)) == "product"
+    assert conv.chosen_order(torch.empty(1, 64, 4, 4)) == "chain"
+    assert conv.chosen_order(torch.empty(1, 64, 16, 16)) == "hybrid"
+    linear = ComposedLinear(256, 10, factor=2)
+    assert linear.uses_product(torch.empty(64, 256))  # 64 rows > d_out = 10
+    assert not linear.uses_product(torch.empty(4, 256))
+    for order in ("chain", "product", "hybrid"):
+        conv.forward_order = order
+        assert conv.chosen_order(torch.empty(1, 64, 4, 4)) == order
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+def test_init_matches_plain_layer_statistics(factor):
+    torch.manual_seed(0)
+    x_lin = torch.randn(512, 256)
+    x_conv = torch.randn(8, 64, 12, 12)
+    pairs = [
+        (ComposedLinear(256, 128, factor), nn.Linear(256, 128), x_lin),
+        (ComposedLinear(128, 256, factor), nn.Linear(128, 256), x_lin[:, :128]),
+        (ComposedConv2d(64, 96, 3, padding=1, factor=factor), nn.Conv2d(64, 96, 3, 1, 1), x_conv),
+    ]
+    for composed, plain, x in pairs:
+        with torch.no_grad():
+            w_ratio = composed.merged_weight().std() / plain.weight.std()
+            var_ratio = composed(x).var() / plain(x).var()
+        assert 0.8 < w_ratio < 1.2, (type(plain).__name__, factor, w_ratio)
+        assert 0.7 < var_ratio < 1.3, (type(plain).__name__, factor, var_ratio)
+        assert composed.bias.abs().max() <= plain.bias.abs().max() * 1.1 + 1e-3
+
+
+def test_default_init_of_a_product_would_shrink():
+    # Why the init is scaled: N default-initialised factors shrink the product.
+    torch.manual_seed(0)
+    factors = [nn.Linear(256, 256).weight for _ in range(3)]
+    product = factors[2] @ factors[1] @ factors[0]
+    assert product.std() < 0.5 * nn.Linear(256, 256).weight.std()
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_from_dense_keep_function_reproduces_dense_layer(factor):
+    torch.manual_seed(1)
+    linear = nn.Linear(7, 4).double()
+    conv = nn.Conv2d(3, 6, 3, stride=2, padding=1, padding_mode="circular").double()
+    for dense, x in [(linear, torch.randn(5, 7)), (conv, torch.randn(2, 3, 8, 8))]:
+        x = x.double()
+        composed = type_for(dense).from_dense(dense, factor, keep_function=True)
+        assert composed.factor == factor
+        torch.testing.assert_close(composed(x), dense(x))
+        torch.testing.assert_close(composed.to_dense()(x), dense(x))
+        fresh = type_for(dense).from_dense(dense, factor)
+        assert not torch.allclose(fresh.merged_weight(), dense.weight)
+        assert fresh.merged_weight().shape == dense.weight.shape
+
+
+def type_for(dense: nn.Module):
+    return ComposedLinear if isinstance(dense, nn.Linear) else ComposedConv2d
+
+
+def test_to_dense_keeps_device_dtype_mode_and_bias():
+    layer = ComposedConv2d(2, 3, 3, factor=3, bias=True, dtype=DOUBLE).eval()
+    dense = layer.to_dense()
+    assert isinstance(dense, nn.Conv2d) and type(dense) is nn.Conv2d
+    assert dense.weight.dtype == DOUBLE and not dense.training
+    torch.testing.assert_close(dense.bias, layer.bias.detach())
+    linear = ComposedLinear(4, 3, factor=2, bias=False).to_dense()
+    assert type(linear) is nn.Linear and linear.bias is None
+
+
+def test_factors_are_plain_parameters_for_weight_decay():
+    layer = ComposedConv2d(3, 8, 3, factor=3)
+    names = [name for name, _ in layer.named_parameters()]
+    assert sorted(names) == ["bias", "factors.0", "factors.1", "factors.2"]
+    assert layer.factors[0].shape == (8, 3, 3, 3)
+    assert layer.factors[1].shape == (8, 8, 1, 1)
+    linear = ComposedLinear(5, 2, factor=3)
+    assert [tuple(p.shape) for p in linear.factors] == [(5, 5), (5, 5), (2, 5)]
+
+
+def test_weight_property_is_the_merged_weight():
+    layer = ComposedLinear(6, 3, factor=3, dtype=DOUBLE)
+    x = torch.randn(4, 6, dtype=DOUBLE)
+    torch.testing.assert_close(F.linear(x, layer.weight, layer.bias), layer(x))
+
+
+def test_invalid_arguments_are_rejected():
+    with pytest.raises(ValueError, match="groups"):
+        ComposedConv2d(4, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="factor"):
+        ComposedLinear(4, 4, factor=0)
+    with pytest.raises(ValueError, match="forward_order"):
+        ComposedLinear(4, 4, factor=2, forward_order="fast")
+
+
+def test_layers_train_and_reduce_loss():
+    # Both orders are trainable end to end with weight decay on every factor.
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 10), torch.randn(64, 3)
+    for order in ("chain", "product", "auto"):
+        layer = ComposedLinear(10, 3, factor=3, forward_order=order)
+        opt = torch.optim.SGD(layer.parameters(), lr=0.1, weight_decay=1e-4)
+        first = None
+        for _ in range(15):
+            opt.zero_grad()
+            loss = F.mse_loss(layer(x), y)
+            loss.backward()
+            opt.step()
+            first = loss.item() if first is None else first
+        assert loss.item() < 0.8 * first

@@ -1,0 +1,135 @@
+"""The dashboard's HTTP side without a browser: pages, static files, its JSON endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.dashboard.routes import plotly_bundle
+from api.main import create_app
+from store.db import dispose_engines, session_scope
+from store.jobs import create_job
+from store.settings import Settings
+from store.tokens import create_token, get_or_create_user, verify_token
+
+PAGES = ("/", "/signin", "/jobs/new", "/jobs/0b5f6c1e-0000-4000-8000-000000000000", "/datasets")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    root: Path = tmp_path_factory.mktemp("dashboard-routes")
+    # Everything explicit: a DATABASE_URL in the environment must not leak in.
+    settings = Settings(
+        state_dir=root,
+        database_url=f"sqlite:///{root / 'lorita.db'}",
+        broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
+        artifact_dir=root / "artifacts",
+        dataset_dir=root / "datasets",
+        data_dir=root / "data",
+    )
+    with TestClient(create_app(settings)) as client:
+        with session_scope(settings) as session:
+            client.token = create_token(session, "routes")
+        yield client
+    dispose_engines()
+
+
+@pytest.mark.parametrize("path", [*PAGES, "/compare"])
+def test_pages_are_html_shells_with_a_strict_policy(client: TestClient, path: str):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("style-src")[0]
+    assert '<main id="main"' in response.text
+    # Every script is a file of the app itself: nothing from another origin.
+    assert "http://" not in response.text and "https://" not in response.text
+
+
+def test_chart_pages_load_plotly_from_the_installed_package(client: TestClient):
+    path, version = plotly_bundle()
+    page = client.get("/compare").text
+    url = f"/static/vendor/plotly-{version}.min.js"
+    assert url in page
+    response = client.get(url)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert "immutable" in response.headers["cache-control"]
+    assert len(response.content) == path.stat().st_size
+    assert client.get("/static/vendor/plotly-0.0.0.min.js").status_code == 404
+
+
+def test_own_static_files_are_served_with_module_friendly_types(client: TestClient):
+    script = client.get("/static/js/pages/jobs.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/css/app.css").headers["content-type"].startswith("text/css")
+    assert client.head("/static/css/app.css").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../routes.py",
+        "/static/%2e%2e/routes.py",
+        "/static/..%2Froutes.py",
+        "/static/js/../../pages.py",
+        "/static/missing.js",
+        "/static/js",
+    ],
+)
+def test_static_files_never_leave_their_folder(client: TestClient, path: str):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "Page" not in response.text  # no Python source came back
+
+
+def test_dashboard_endpoints_need_a_signed_in_user(client: TestClient):
+    assert client.get("/dashboard/api/jobs").status_code == 401
+    assert client.get("/dashboard/api/options").status_code == 401
+
+
+def test_options_give_the_recipe_defaults_for_the_form(client: TestClient):
+    response = client.get(
+        "/dashboard/api/options", headers={"Authorization": f"Bearer {client.token}"}
+    )
+    assert response.status_code == 200
+    options = response.json()
+    assert "fcn" in options["archs"]
+    assert options["recipes"]["fcn"]["lr"] > 0
+    assert options["torchvision_recipe"]["epochs"] >= 1
+
+
+def test_job_rows_carry_their_factor_and_result_numbers(client: TestClient):
+    headers = {"Authorization": f"Bearer {client.token}"}
+    settings = client.app.state.settings
+    # Rows written straight to the database: the row shape is under test, not the queue.
+    with session_scope(settings) as session:
+        user = verify_token(session, client.token)
+        spec = {"model": {"arch": "fcn"}, "data": {"dataset": "digits"}, "lorita": {"factor": 4}}
+        done = create_job(session, user.id, spec)
+        done.status = "succeeded"
+        done.result = {
+            "accuracy": {"uncompressed": 0.97, "compressed": 0.96},
+            "params": {"uncompressed": 1000, "compressed": 100},
+            "flops": {"uncompressed": 2000, "compressed": 300},
+            "layers": {"big": {"singular_values": [1.0] * 100}},
+        }
+        create_job(session, user.id, {**spec, "model": {"arch": "vgg11"}})
+        other = get_or_create_user(session, "someone-else")
+        create_job(session, other.id, spec)
+
+    rows = client.get("/dashboard/api/jobs", headers=headers).json()
+    assert rows["total"] == 2  # never another user's jobs
+    by_arch = {row["arch"]: row for row in rows["items"]}
+    assert by_arch["fcn"]["factor"] == 4
+    assert by_arch["fcn"]["summary"]["params"] == {"uncompressed": 1000, "compressed": 100}
+    assert "layers" not in by_arch["fcn"]["summary"]  # rows stay small
+    assert by_arch["vgg11"]["summary"] is None
+
+    filtered = client.get("/dashboard/api/jobs?status=succeeded", headers=headers).json()
+    assert [row["arch"] for row in filtered["items"]] == ["fcn"]
+    assert client.get("/dashboard/api/jobs?limit=0", headers=headers).status_code == 422

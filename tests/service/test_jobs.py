@@ -1,0 +1,151 @@
+"""Jobs end to end on PostgreSQL + Redis with a real Celery worker process."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from store.artifacts import artifact_store
+
+from .conftest import QUICK_SPEC, Api
+from .test_uploads import tiny_npz, upload
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+ARTIFACTS = [
+    "lowrank.json",
+    "lowrank.safetensors",
+    "model.onnx",
+    "model.safetensors",
+    "report.json",
+]
+LONG_SPEC = {
+    "model": {"arch": "fcn"},
+    "data": {"dataset": "digits", "train_subset": 400},
+    "train": {"epochs": 300},
+}
+
+
+def download_model_and_check_accuracy(api: Api, job: dict, folder) -> float:
+    """Load the downloaded low-rank model and measure it on the digits test split."""
+    from core.data import load_dataset
+    from core.export import load_lowrank
+    from core.measure import evaluate
+
+    folder.mkdir()
+    listing = {a["name"]: a for a in api.get(f"/jobs/{job['id']}/artifacts").json()}
+    assert sorted(listing) == ARTIFACTS
+    assert listing["report.json"]["content_type"] == "application/json"
+    assert listing["lowrank.safetensors"]["content_type"] == "application/octet-stream"
+    for name in ("lowrank.safetensors", "lowrank.json", "report.json"):
+        response = api.get(listing[name]["url"].removeprefix("/api/v1"))
+        assert response.status_code == 200
+        assert response.headers["content-type"] == listing[name]["content_type"]
+        assert int(response.headers["content-length"]) == listing[name]["size_bytes"]
+        (folder / name).write_bytes(response.content)
+
+    torch.set_num_threads(2)
+    model = load_lowrank(folder)
+    spec = job["result"]["spec"]
+    splits = load_dataset(
+        "digits",
+        val_fraction=spec["data"]["val_fraction"],
+        train_subset=spec["data"]["train_subset"],
+    )
+    accuracy, _ = evaluate(model, splits.test, "cpu")
+    return accuracy
+
+
+def submit_job_with_bad_data(api: Api, settings) -> tuple[str, str]:
+    """A job whose uploaded file disappeared behind the service's back (disk cleaned,
+    volume lost): it passes submission and fails in the worker."""
+    dataset = upload(api, "vanishing.npz", tiny_npz()).json()
+    (settings.dataset_dir / f"{dataset['id']}.npz").unlink()
+    spec = {"model": {"arch": "fcn"}, "data": {"dataset": dataset["reference"]}}
+    return api.submit(spec), dataset["reference"]
+
+
+def test_bad_job_fails_clearly_then_a_full_job_runs_through_http(alice, worker, tmp_path, settings):
+    # The bad job goes first: the same worker must survive it and run the next one.
+    bad_id, reference = submit_job_with_bad_data(alice, settings)
+    spec = {**QUICK_SPEC, "train": {"epochs": 2}}
+    job_id = alice.submit(spec)
+
+    bad = alice.wait_final(bad_id)
+    assert bad["status"] == "failed" and bad["failure_kind"] == "data"
+    assert reference in bad["failure_reason"] and "Upload it again" in bad["failure_reason"]
+
+    events = alice.events(job_id)  # streams until the job is final
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    states = [e["data"]["status"] for e in events if e["event"] == "state"]
+    assert states == ["queued", "running", "succeeded"]
+    epochs = [e["data"] for e in events if e["event"] == "epoch"]
+    assert [(e["run"], e["epoch"]) for e in epochs] == [("lorita", 1), ("lorita", 2)]
+    assert {"stage", "batch"} <= {e["event"] for e in events}
+
+    # Resuming with Last-Event-ID sends only what came after it.
+    tail = alice.events(job_id, last_event_id=ids[-3])
+    assert [int(e["id"]) for e in tail] == ids[-2:]
+
+    job = alice.job(job_id)
+    assert job["status"] == "succeeded" and job["progress"] == 1.0 and job["stage"] == "done"
+    assert job["worker"].startswith("lorita-") and job["attempts"] == 1
+    assert job["worker"] == bad["worker"] and worker.process.poll() is None
+    assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+    result = job["result"]
+    assert result["params"]["compressed"] < result["params"]["uncompressed"]
+    assert set(result["artifacts"]) == set(ARTIFACTS)
+
+    metrics = alice.get(f"/jobs/{job_id}/metrics").json()
+    assert [(m["run"], m["epoch"]) for m in metrics["epochs"]] == [("lorita", 1), ("lorita", 2)]
+    assert all(m["train_loss"] > 0 and m["lr"] is not None for m in metrics["epochs"])
+    assert metrics["compression"]["accuracy"] == result["accuracy"]
+
+    accuracy = download_model_and_check_accuracy(alice, job, tmp_path / "model")
+    assert accuracy == pytest.approx(result["accuracy"]["compressed"], abs=1e-6)
+
+    listed = alice.get("/jobs", params={"status": "succeeded", "arch": "fcn", "limit": 1}).json()
+    assert listed["limit"] == 1 and len(listed["items"]) == 1 and listed["total"] >= 1
+    assert job_id in {
+        j["id"] for j in alice.get("/jobs", params={"dataset": "digits"}).json()["items"]
+    }
+    assert alice.get("/jobs", params={"arch": "vgg16"}).json()["total"] == 0
+
+    # Delete removes the rows and the files.
+    job_dir = artifact_store(settings).job_dir(job_id)
+    assert job_dir.is_dir()
+    assert alice.delete(f"/jobs/{job_id}").status_code == 204
+    assert alice.get(f"/jobs/{job_id}").status_code == 404
+    assert not job_dir.exists()
+
+
+def test_cancel_queued_and_running_jobs_then_retry(alice, worker, settings):
+    running_id = alice.submit(LONG_SPEC)
+    queued_id = alice.submit(LONG_SPEC)  # waits behind the first: one job per worker
+    alice.wait_for(
+        running_id,
+        lambda j: j["status"] == "running" and j["progress"] > 0.001,
+        what="training to start",
+    )
+
+    cancelled_now = alice.post(f"/jobs/{queued_id}/cancel")
+    assert cancelled_now.status_code == 200
+    assert cancelled_now.json()["status"] == "cancelled"
+
+    asked = alice.post(f"/jobs/{running_id}/cancel")
+    assert asked.status_code == 202
+    assert asked.json()["status"] == "running" and asked.json()["cancel_requested"]
+    job = alice.wait_final(running_id, timeout=15)
+    assert job["status"] == "cancelled" and job["finished_at"]
+    assert job["failure_reason"] is None
+    assert not (artifact_store(settings).job_dir(running_id) / "checkpoints").exists()
+    assert alice.post(f"/jobs/{running_id}/cancel").status_code == 409
+
+    retried = alice.post(f"/jobs/{running_id}/retry")
+    assert retried.status_code == 201
+    new = alice.job(retried.json()["id"])
+    assert new["retry_of"] == running_id and new["spec"] == job["spec"]
+    assert alice.post(f"/jobs/{new['id']}/retry").status_code == 409
+    alice.post(f"/jobs/{new['id']}/cancel")
+    assert alice.wait_final(new["id"], timeout=15)["status"] == "cancelled"
