@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 
+from api.redact import install_token_redaction
 from api.routes import artifacts, datasets, events, health, jobs, session
 from store.artifacts import dataset_files
 from store.migrate import ensure_schema
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # Embedded mode migrates; deployment refuses an outdated schema (SchemaOutdated).
         ensure_schema(settings)
+        install_token_redaction()
         dataset_files(settings).incoming.mkdir(parents=True, exist_ok=True)
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
         yield

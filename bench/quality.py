@@ -67,6 +67,7 @@ class QualitySetting:
     factors: tuple[int, ...] = (1, 2, 3)
     test_limit: int | None = None  # score sweep points on this many test images
     finetune_epochs: int = 1
+    finetune_points: int = 3  # kept shares fine-tuned (each costs finetune_epochs)
     sweep: tuple[float, ...] = SWEEP
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -80,11 +81,31 @@ def settings(quick: bool) -> list[QualitySetting]:
     return [
         # Weight-decay grid on the FCN (Adam: L2 penalty in the loss on every factor).
         QualitySetting("fcn-mnist", "fcn", "mnist", 4, 20_000, (1e-5, 1e-4, 1e-3)),
+        # The CNNs cost ~10x the FCN per image on this CPU: N=1 against N=3 only, a
+        # coarser sweep scored on 2,000 test images, and two fine-tuned points.
         QualitySetting(
-            "vgg11-fashion", "vgg11", "fashion-mnist", 3, 8_000, (5e-4,), test_limit=3_000
+            "vgg11-fashion",
+            "vgg11",
+            "fashion-mnist",
+            3,
+            8_000,
+            (5e-4,),
+            factors=(1, 3),
+            test_limit=2_000,
+            finetune_points=2,
+            sweep=SWEEP[::2],
         ),
         QualitySetting(
-            "resnet20-fashion", "resnet20", "fashion-mnist", 3, 8_000, (5e-4,), test_limit=3_000
+            "resnet20-fashion",
+            "resnet20",
+            "fashion-mnist",
+            3,
+            8_000,
+            (5e-4,),
+            factors=(1, 3),
+            test_limit=2_000,
+            finetune_points=2,
+            sweep=SWEEP[::2],
         ),
         QualitySetting(
             "simplevit-fashion", "simplevit", "fashion-mnist", 4, 10_000, (5e-2,), test_limit=3_000
@@ -330,10 +351,12 @@ class SettingRun:
         self.save()
 
     def _finetune_shares(self) -> list[float]:
-        """Kept shares the best LoRITa run reached at each tolerance, and half of them."""
+        """Kept shares the LoRITa runs (at their best weight decay) reached at the
+        tolerances, then half the smallest."""
         shares = set()
+        best = self.result.get("best_weight_decay", {})
         for run in self.result["runs"]:
-            if run["factor"] == 1:
+            if run["factor"] == 1 or best.get(f"N={run['factor']}") != run["weight_decay"]:
                 continue
             for tol in TOLERANCES:
                 point = run["at_tolerance"][str(tol)]["selected_on_val"]
@@ -341,9 +364,8 @@ class SettingRun:
                     shares.add(round(point["params_kept"], 4))
         if not shares:
             shares = {0.3, 0.1}
-        smallest = min(shares)
-        chosen = sorted({max(shares), smallest, round(smallest / 2, 4)}, reverse=True)
-        return chosen
+        candidates = shares | {round(min(shares) / 2, 4)}
+        return sorted(candidates, reverse=True)[: self.setting.finetune_points]
 
 
 def _tradeoff(run: dict[str, Any]) -> tuple[float, float]:

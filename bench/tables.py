@@ -87,8 +87,9 @@ def compress_time_table(result: dict[str, Any]) -> str:
 def quality_table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| setting | run | wd | device, epochs, train subset | test acc | params drop @0.5 "
-        "| FLOPs drop @0.5 | test acc @0.5 | params drop @1 | FLOPs drop @1 | test acc @1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| FLOPs drop @0.5 | test acc there | params drop @0.5 on test curve "
+        "| params drop @1 | FLOPs drop @1 | test acc there | params drop @1 on test curve |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         setting = result["setting"]
@@ -138,6 +139,8 @@ def _quality_row(
                 _pct(point["flops_drop"]),
                 _acc(point["test_accuracy"]),
             ]
+        on_test = tolerance.get(tol, {}).get("test_curve")
+        cells.append("none" if on_test is None else _pct(on_test["params_drop"]))
     return "| " + " | ".join(cells) + " |"
 
 

@@ -19,11 +19,13 @@ variant: ru_maxrss growth over two training steps on CPU, max_memory_allocated o
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.common import command_line, machine_info, median, write_result
+from bench.common import command_line, machine_info, median, read_result, write_result
 from core.factorize import factorize
 from core.layers import FORWARD_ORDERS, ComposedConv2d, ComposedLinear
 from core.models import build_model, default_exclude
@@ -139,6 +141,11 @@ class Stepper:
             self.optimizer.step()
         _sync(self.device)
 
+    def reset(self) -> None:
+        """Drop gradients and optimizer state (as before the first step)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer = build_optimizer(self.model, OPTIMIZER)
+
     def timed(self, steps: int) -> float:
         started = time.perf_counter()
         self.run(steps)
@@ -229,13 +236,34 @@ def memory_child(setting: Setting, variant: Variant, device_name: str) -> dict[s
         stepper.run(2)
         peak = torch.cuda.max_memory_allocated(device) - before
         return {"peak_mib": peak / 2**20, "method": "torch.cuda.max_memory_allocated delta"}
-    # Peak resident size during two steps minus the resident size just before them.
-    # The parent starts this process with large allocations served by mmap, so memory
-    # freed before the steps is returned to the system and not reused invisibly.
+    # One step first, so one-off library set-up is not counted; then gradients and
+    # optimizer state are dropped and the resident size is sampled while two steps run.
+    # The parent starts this process with large allocations served by mmap, so freed
+    # memory goes back to the system and the resident size follows live tensors.
+    stepper.run(1)
+    stepper.reset()
+    gc.collect()
     before = _resident_kib()
+    peak = [before]
+    running = threading.Event()
+    running.set()
+
+    def sample() -> None:
+        while running.is_set():
+            peak[0] = max(peak[0], _resident_kib())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     stepper.run(2)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"peak_mib": (after - before) / 1024, "method": "ru_maxrss minus RSS before 2 steps"}
+    running.clear()
+    sampler.join()
+    peak[0] = max(peak[0], _resident_kib())
+    return {
+        "peak_mib": (peak[0] - before) / 1024,
+        "method": "sampled RSS during 2 steps minus RSS before (grads and optimizer state "
+        "included)",
+    }
 
 
 def _resident_kib() -> int:
@@ -315,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="per-layer times of VGG16 b32")
     parser.add_argument("--only", default=None, help="run only settings whose name has this")
     parser.add_argument("--out", default="train_cost", help="results/<out>.json")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other settings already in results/<out>.json (rerun a few settings)",
+    )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -337,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "settings": [],
     }
+    previous = read_result(args.out) if args.merge else None
+    if previous:
+        rerun = {s.name for s in settings}
+        result["settings"] = [e for e in previous["settings"] if e["setting"]["name"] not in rerun]
+        result["layer_profile"] = previous.get("layer_profile")
+        result["earlier_commands"] = [previous["command"], *previous.get("earlier_commands", [])]
     if device.type != "cuda":
         result["cuda"] = (
             "not measured: no GPU in this run (python -m bench.train_cost --device cuda)"

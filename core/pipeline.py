@@ -273,7 +273,7 @@ class _Job:
                 ),
             },
             "val_accuracy": {
-                "uncompressed": choice.reference_val_accuracy,
+                "uncompressed": _accuracy(merged, self.splits.val, device, self.amp),
                 "compressed": _accuracy(lowrank, self.splits.val, device, self.amp),
             },
             "params": {"uncompressed": params, "compressed": count_params(lowrank)},

@@ -56,7 +56,9 @@ EVAL_BATCH = 1024
 # A candidate's accuracy drop plus this many standard errors of the paired difference
 # must stay within the tolerance (about 84% one-sided confidence that it holds on new data).
 CONFIDENCE_Z = 1.0
-# Full-validation re-checks of the chosen point before falling back further.
+# The chosen point is verified on up to this many times the search's samples.
+VERIFY_FACTOR = 3
+# Passing points re-checked on the verification samples before giving up compression.
 MAX_VERIFICATIONS = 4
 
 ProgressCallback = Callable[[float, str], None]
@@ -374,14 +376,19 @@ class _Evaluator:
         total = len(val_dataset)
         limit = sample_limit or eval_sample_count(total, problem.total_flops, device)
         self.subset = Batches(val_dataset, EVAL_BATCH, device, limit=min(limit, total))
-        self.full = self.subset if limit >= total else None
+        # The chosen point is re-checked on a larger share of the split (the whole split
+        # when affordable): the search itself looked at `subset` many times.
+        self.verify_limit = min(total, VERIFY_FACTOR * self.subset.count)
+        self.full = self.subset if self.verify_limit <= self.subset.count else None
         self.val_dataset = val_dataset
         self.evaluations = 0
         self.reference: dict[int, torch.Tensor] = {}  # id(batches) -> reference correctness
 
     def _batches(self, full: bool) -> Batches:
         if full and self.full is None:
-            self.full = Batches(self.val_dataset, EVAL_BATCH, self.problem.device)
+            self.full = Batches(
+                self.val_dataset, EVAL_BATCH, self.problem.device, limit=self.verify_limit
+            )
         return self.full if full else self.subset
 
     def _marks(self, ranks: dict[str, int], batches: Batches) -> torch.Tensor:
@@ -481,8 +488,8 @@ def _search_accuracy(
             else:
                 bad = middle
 
-    # The search used a fixed validation subset; confirm on the whole split and step back
-    # to the next less compressed good point if the subset was optimistic.
+    # The search used a fixed validation subset; confirm on more samples and step back to
+    # the next less compressed good point if the subset was optimistic.
     passing = sorted((k for k, (_, ok) in points.items() if ok), reverse=True)
     if evaluator.subset_is_full:
         chosen, chosen_accuracy, full_reference = passing[0], points[passing[0]][0], reference

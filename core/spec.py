@@ -112,7 +112,7 @@ class CompressSpec(_Strict):
         "spectrum per layer / pooled across layers.",
     )
     max_accuracy_drop: float = Field(
-        0.01, ge=0.0, le=1.0, description="Allowed accuracy loss (0.01 = one point)."
+        0.005, ge=0.0, le=1.0, description="Allowed accuracy loss (0.005 = half a point)."
     )
     target: BudgetTarget = Field("params", description="What the budget and search minimise.")
     budget: float | None = Field(

@@ -20,8 +20,8 @@ apt_install() {
 }
 
 # PostgreSQL on 127.0.0.1:5432, user postgres without password (trust), as the
-# tests expect; override with TEST_POSTGRES_URL.
-if [ -z "${TEST_POSTGRES_URL:-}" ]; then
+# tests expect; override with LORITA_TEST_PG.
+if [ -z "${LORITA_TEST_PG:-}" ]; then
     if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
         have pg_ctlcluster || apt_install postgresql
         version="$(ls /etc/postgresql | sort -V | tail -n1)"
@@ -34,8 +34,8 @@ if [ -z "${TEST_POSTGRES_URL:-}" ]; then
     fi
 fi
 
-# Redis on 127.0.0.1:6379; override with TEST_REDIS_URL.
-if [ -z "${TEST_REDIS_URL:-}" ]; then
+# Redis on 127.0.0.1:6379; override with LORITA_TEST_REDIS.
+if [ -z "${LORITA_TEST_REDIS:-}" ]; then
     if ! (have redis-cli && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then
         have redis-server || apt_install redis-server
         redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \

@@ -47,8 +47,10 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=1,
         worker_pool="solo",
         worker_hijack_root_logger=False,
-        worker_enable_remote_control=False,
-        worker_send_task_events=False,
+        # Task events and remote control let Flower / `celery inspect` see the workers
+        # (Celery turns remote control off by itself on the embedded broker).
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_transport_options(settings),
         task_serializer="json",

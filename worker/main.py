@@ -95,7 +95,6 @@ def run_worker(
             "--prefetch-multiplier=1",
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
             f"--queues={settings.queue_name}",
             f"--hostname={hostname or unique_hostname()}",
             f"--loglevel={(loglevel or settings.log_level).upper()}",

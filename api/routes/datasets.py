@@ -8,6 +8,7 @@ into the dataset folder and recorded; a rejected upload leaves nothing behind.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import PurePath
 from typing import Any
 
@@ -46,6 +47,11 @@ UPLOAD_BODY = {
         },
     }
 }
+
+
+def safe_filename(filename: str, kind: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", PurePath(filename).stem).strip("._")[:100]
+    return f"{stem or 'dataset'}.{kind}"
 
 
 def dataset_out(row: Dataset) -> DatasetOut:
@@ -123,8 +129,8 @@ async def upload_dataset(request: Request, user: CurrentUser, settings: Settings
                 status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                 detail=f"{received.filename!r}: upload a .npz file or a .zip of an ImageFolder",
             )
-        # The validator (and numpy) go by the suffix.
-        path = (folder / "upload").rename(folder / f"dataset.{kind}")
+        # Named like the user's file, so messages about it make sense to them.
+        path = (folder / "upload").rename(folder / safe_filename(received.filename, kind))
         try:
             info = await run_in_threadpool(_validate, path, settings)
         except DataError as error:

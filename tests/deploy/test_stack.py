@@ -35,10 +35,12 @@ from stack_harness import (
 pytestmark = [pytest.mark.service, pytest.mark.slow, pytest.mark.timeout(300)]
 
 POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+    "LORITA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+).replace("postgresql://", "postgresql+psycopg://", 1)
 # Its own Redis database index (and key prefix and queue) beside other tests.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = (
+    os.environ.get("LORITA_TEST_REDIS", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/14"
+)
 WORKERS = ("worker-a", "worker-b")
 SHORT_JOB = {
     "model": {"arch": "fcn"},

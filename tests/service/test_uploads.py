@@ -45,6 +45,16 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def symlink_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("cats/link.png")
+        link.external_attr = 0o120777 << 16  # a symbolic link to /etc/passwd
+        archive.writestr(link, "/etc/passwd")
+        archive.writestr("dogs/a.png", b"x")
+    return buffer.getvalue()
+
+
 def upload(api: Api, filename: str, data: bytes, name: str | None = None):
     form = {"name": name} if name else None
     return api.post("/datasets", files={"file": (filename, data)}, data=form)
@@ -101,6 +111,7 @@ REJECTIONS = [
         422,
         "",
     ),
+    ("symlink", "data.zip", symlink_zip(), 422, "link"),
     ("not an npz", "data.npz", b"PK\x03\x04 broken", 422, ""),
     (
         "wrong shapes",
