@@ -247,7 +247,8 @@ class SettingRun:
         history = train_model(
             model, self.splits, spec.train, device="cpu", run="lorita", checkpoint_path=checkpoint
         )
-        train_s = time.monotonic() - started
+        # Summed epoch times survive a resumed run (a rerun from the cache trains nothing).
+        train_s = sum(e.get("epoch_time_s", 0.0) for e in history) or time.monotonic() - started
         merged = merge(model).eval()
         names = eligible_layers(merged, exclude=default_exclude(spec.model.arch))
         input_shape = (spec.model.in_channels, spec.model.image_size, spec.model.image_size)
@@ -302,9 +303,10 @@ class SettingRun:
         self.result["best_weight_decay"] = best
 
     def finetune_baseline(self) -> None:
-        """N=1 truncated at the shares the best LoRITa run reached, then fine-tuned."""
-        reference = self.reference()
-        key = (1, reference["weight_decay"])
+        """N=1 (at its best weight decay) truncated at the shares the LoRITa runs reached,
+        then fine-tuned."""
+        wd = self.result["best_weight_decay"]["N=1"]
+        key = (1, wd)
         merged, spec = self.merged[key], self.specs[key]
         shares = self._finetune_shares()
         names = eligible_layers(merged, exclude=default_exclude(spec.model.arch))
@@ -320,7 +322,11 @@ class SettingRun:
         params, flops = count_params(merged), count_flops(merged, input_shape)
         points = []
         started = time.monotonic()
+        done = set()
         for share in shares:
+            if family.removals_for(share) in done:
+                continue  # two tolerances that land on the same allocation
+            done.add(family.removals_for(share))
             ranks = family.ranks_at(share)
             lowrank = to_lowrank(copy.deepcopy(merged), ranks)
             before = self.evaluation.score(lowrank)
@@ -341,7 +347,7 @@ class SettingRun:
             )
         self.result["finetune"] = {
             "factor": 1,
-            "weight_decay": reference["weight_decay"],
+            "weight_decay": wd,
             "finetune_epochs": self.setting.finetune_epochs,
             "finetune_lr": recipe.lr,
             "time_s": time.monotonic() - started,

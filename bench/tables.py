@@ -76,7 +76,8 @@ def compress_time_table(result: dict[str, Any]) -> str:
         probe_text = " / ".join(f"{t:.2f}" for t in threads) if threads else "-"
         lines.append(
             f"| {row['arch']} (N={row['factor']}, {row['warmup_train_steps']} warm-up steps) "
-            f"| {row['dataset']} {'x'.join(map(str, row['input_shape']))} | {device} "
+            f"| {row['dataset'].split(' padded')[0]} {'x'.join(map(str, row['input_shape']))}"
+            f"{' (padded)' if 'padded' in row['dataset'] else ''} | {device} "
             f"| {row['val_images']} | {row['layers']} | {row['merge_s']:.2f} "
             f"| {row['svd_s']:.1f} | {row['rank_search_s']:.1f} ({row['rank_search_cpu_s']:.1f}) "
             f"| {row['evaluations']} | {row['params_kept']:.3f} | {probe_text} |"

@@ -15,17 +15,6 @@ from core.lowrank import pays_off, to_lowrank, truncate, weight_matrix
 from core.measure import count_flops, count_params
 from core.models import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and it does not slow to a crawl when
-    the test suite shares the CPU with other processes (oversubscribed OpenMP threads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 ARCH, CLASSES, CHANNELS, SIZE = "resnet20", 10, 3, 16
 INPUT = (CHANNELS, SIZE, SIZE)
 

@@ -9,17 +9,6 @@ from core.errors import Cancelled, SpecError
 from core.pipeline import run_job
 from core.spec import JobSpec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and it does not slow to a crawl when
-    the test suite shares the CPU with other processes (oversubscribed OpenMP threads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 RESULT_KEYS = {
     "accuracy",
     "params",

@@ -20,16 +20,6 @@ from core.spec import CompressSpec, TrainSpec
 from core.train import evaluate_batches, seed_everything, train_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and it does not slow to a crawl when
-    the test suite shares the CPU with other processes (oversubscribed OpenMP threads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _with_spectrum(layer: nn.Linear, spectrum: torch.Tensor, seed: int) -> None:
     """Give `layer` a weight with exactly these singular values."""
     generator = torch.Generator().manual_seed(seed)

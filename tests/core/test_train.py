@@ -15,17 +15,6 @@ from core.models import build_model
 from core.spec import TrainSpec
 from core.train import seed_everything, train_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: one thread is as fast, and it does not slow to a crawl when
-    the test suite shares the CPU with other processes (oversubscribed OpenMP threads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 RECIPE = {
     "epochs": 3,
     "batch_size": 64,

@@ -110,7 +110,7 @@ def test_job_rows_carry_their_factor_and_result_numbers(client: TestClient):
     with session_scope(settings) as session:
         user = verify_token(session, client.token)
         spec = {"model": {"arch": "fcn"}, "data": {"dataset": "digits"}, "lorita": {"factor": 4}}
-        done = create_job(session, user.id, spec)
+        done = create_job(session, user.id, spec, queue="lorita")
         done.status = "succeeded"
         done.result = {
             "accuracy": {"uncompressed": 0.97, "compressed": 0.96},
@@ -118,9 +118,9 @@ def test_job_rows_carry_their_factor_and_result_numbers(client: TestClient):
             "flops": {"uncompressed": 2000, "compressed": 300},
             "layers": {"big": {"singular_values": [1.0] * 100}},
         }
-        create_job(session, user.id, {**spec, "model": {"arch": "vgg11"}})
+        create_job(session, user.id, {**spec, "model": {"arch": "vgg11"}}, queue="lorita")
         other = get_or_create_user(session, "someone-else")
-        create_job(session, other.id, spec)
+        create_job(session, other.id, spec, queue="lorita")
 
     rows = client.get("/dashboard/api/jobs", headers=headers).json()
     assert rows["total"] == 2  # never another user's jobs
