@@ -83,8 +83,9 @@ class LoritaSpec(_Strict):
         None, description="Never factorize layers whose qualified name matches these globs."
     )
     forward_order: ForwardOrder = Field(
-        "auto", description="chain: apply factors to activations; product: multiply weights "
-        "first; auto: cheaper of the two per layer."
+        "auto",
+        description="chain: apply factors to activations; product: multiply weights "
+        "first; auto: cheaper of the two per layer.",
     )
 
 
