@@ -8,6 +8,6 @@ idle machine, so the benchmarks ask for it (before torch is imported, which is w
 libgomp reads it) unless the caller set a policy.
 """
 
-import os
+from core.threads import prefer_passive_openmp_wait
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+prefer_passive_openmp_wait()

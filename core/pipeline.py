@@ -154,9 +154,14 @@ def _accuracy(model: nn.Module, dataset: Any, device: str, amp: bool) -> float:
 
 
 def _layers_report(
-    merged: nn.Module, names: list[str], ranks: dict[str, int], lowrank: nn.Module
+    merged: nn.Module,
+    names: list[str],
+    ranks: dict[str, int],
+    lowrank: nn.Module,
+    spectra: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    spectra = singular_values(merged, names)
+    if not spectra or set(spectra) != set(names):
+        spectra = singular_values(merged, names)
     split = {name for name, m in lowrank.named_modules() if isinstance(m, LOWRANK_TYPES)}
     report = {}
     for name in names:
@@ -272,10 +277,7 @@ class _Job:
                     else chosen_test
                 ),
             },
-            "val_accuracy": {
-                "uncompressed": _accuracy(merged, self.splits.val, device, self.amp),
-                "compressed": _accuracy(lowrank, self.splits.val, device, self.amp),
-            },
+            "val_accuracy": self._val_accuracy(choice, merged, lowrank, finetuned=bool(history)),
             "params": {"uncompressed": params, "compressed": count_params(lowrank)},
             "flops": {
                 "uncompressed": flops,
@@ -292,6 +294,22 @@ class _Job:
             "finetune_history": history,
         }
         return block
+
+    def _val_accuracy(
+        self, choice: RankChoice, merged: nn.Module, lowrank: nn.Module, *, finetuned: bool
+    ) -> dict[str, float]:
+        """Validation accuracy before/after; the search's own numbers when it already looked
+        at the whole split (a full pass over it is the costliest step on a CPU)."""
+        whole = choice.verified_samples == len(self.splits.val)
+        if whole and choice.reference_val_accuracy is not None:
+            uncompressed = choice.reference_val_accuracy
+        else:
+            uncompressed = _accuracy(merged, self.splits.val, self.device, self.amp)
+        if whole and not finetuned and choice.val_accuracy is not None:
+            compressed = choice.val_accuracy
+        else:
+            compressed = _accuracy(lowrank, self.splits.val, self.device, self.amp)
+        return {"uncompressed": uncompressed, "compressed": compressed}
 
     def _finetune(
         self, lowrank: nn.Module, merged: nn.Module, run: str
@@ -404,7 +422,11 @@ def run_job(
                     "compressed": _in_memory_size(baseline["lowrank"]),
                 },
                 "layers": _layers_report(
-                    baseline["merged"], baseline["names"], baseline["ranks"], baseline["lowrank"]
+                    baseline["merged"],
+                    baseline["names"],
+                    baseline["ranks"],
+                    baseline["lowrank"],
+                    baseline["choice"].spectra,
                 ),
                 "history": baseline_history,
                 "rank_search": baseline["rank_search"],
@@ -437,7 +459,13 @@ def run_job(
                 "uncompressed": sizes[DENSE_FILE],
                 "compressed": sizes[LOWRANK_FILE],
             },
-            "layers": _layers_report(main["merged"], main["names"], main["ranks"], main["lowrank"]),
+            "layers": _layers_report(
+                main["merged"],
+                main["names"],
+                main["ranks"],
+                main["lowrank"],
+                main["choice"].spectra,
+            ),
             "artifacts": list(ARTIFACTS),
             "spec": spec.model_dump(mode="json"),
             "device": device,

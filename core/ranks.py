@@ -101,6 +101,11 @@ class RankChoice:
     reference_val_accuracy: float | None
     curve: list[dict[str, Any]] = field(default_factory=list)
     search: dict[str, Any] = field(default_factory=dict)
+    # Singular values of every layer (descending), computed once for the search and
+    # reused by the report: an SVD of every VGG16 layer costs tens of seconds on a CPU.
+    spectra: dict[str, torch.Tensor] = field(default_factory=dict)
+    # How many validation samples val_accuracy / reference_val_accuracy rest on.
+    verified_samples: int | None = None
 
     @property
     def chosen(self) -> dict[str, Any]:
@@ -518,6 +523,9 @@ def _search_accuracy(
         reference_val_accuracy=full_reference,
         curve=curve,
         search={"subset_reference_accuracy": reference},
+        verified_samples=evaluator.subset.count
+        if evaluator.subset_is_full
+        else evaluator.verify_limit,
     )
 
 
@@ -605,6 +613,7 @@ def choose_ranks(
         )
         if compress.strategy == "budget" and choice_cost(choice, compress.target) > compress.budget:
             choice.search["budget_unreachable"] = True
+    choice.spectra = {layer.name: layer.s.detach().to("cpu", torch.float64) for layer in problem}
     choice.search.update(
         {
             "evaluations": evaluator.evaluations,

@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.threads import prefer_passive_openmp_wait
+
+prefer_passive_openmp_wait()  # before torch loads: see core/threads.py
+
 EXIT_USER_ERROR = 2
 # The CLI promises "within half a point"; the confidence margin in the rank search makes
 # the drop hold on the test split too, not only on the samples that chose the ranks.

@@ -20,8 +20,10 @@ fi
 
 spec="."
 [ "$extras" = "dev" ] && spec=".[dev]"
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${extras:-base}"
-if [ ! -f "$stamp" ]; then
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$hash-${extras:-base}"
+# A dev install holds everything a base install does.
+if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-$hash-dev" ]; then
     echo "Installing the project and PyTorch into .venv (first time: several minutes) ..."
     .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
     .venv/bin/python -m pip install --quiet -e "$spec"

@@ -105,3 +105,32 @@ def test_cuda_request_without_gpu_is_a_spec_error(tmp_path):
 def test_model_fields_that_contradict_the_data_say_what_to_change(tmp_path):
     with pytest.raises(SpecError, match="set it to 1"):
         run_job(_spec(model={"in_channels": 3}), tmp_path, device="cpu")
+
+
+def test_reported_numbers_match_the_exported_model(tmp_path):
+    """The report reuses the rank search's validation numbers and spectra instead of
+    recomputing them; both must still describe the model that was exported."""
+    from core.data import load_dataset
+    from core.export import load_lowrank
+    from core.lowrank import weight_matrix
+    from core.measure import evaluate
+
+    result = run_job(
+        _spec(train={"epochs": 2}, baseline=False, lorita={"factor": 2}), tmp_path, device="cpu"
+    )
+    model = load_lowrank(tmp_path)
+    splits = load_dataset("digits", val_fraction=0.25)
+    val_accuracy, _ = evaluate(model, splits.val)
+    test_accuracy, _ = evaluate(model, splits.test)
+    assert val_accuracy == pytest.approx(result["val_accuracy"]["compressed"], abs=1e-6)
+    assert test_accuracy == pytest.approx(result["accuracy"]["compressed"], abs=1e-6)
+    for name, layer in result["layers"].items():
+        spectrum = layer["singular_values"]
+        assert len(spectrum) == layer["full_rank"]
+        assert spectrum == sorted(spectrum, reverse=True)
+        if not layer["factorized"] and layer["rank"] == layer["full_rank"]:
+            dense = model.get_submodule(name)
+            expected = torch.linalg.svdvals(weight_matrix(dense).double())
+            assert torch.allclose(
+                torch.tensor(spectrum, dtype=torch.float64), expected, rtol=1e-4, atol=1e-5
+            )
