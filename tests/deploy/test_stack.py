@@ -48,8 +48,8 @@ SHORT_JOB = {
     "lorita": {"factor": 2},
     "train": {"epochs": 2},
 }
-# Long enough to be stopped mid-training: about a second per epoch here.
-LONG_JOB = {**SHORT_JOB, "train": {"epochs": 16, "batch_size": 32}}
+# Long enough to be stopped mid-training even on a fast, idle machine (tens of seconds).
+LONG_JOB = {**SHORT_JOB, "train": {"epochs": 40, "batch_size": 16}}
 STOP_AFTER_EPOCH = 3
 GRACE_PERIOD_S = 120  # docker-compose.yml: the worker's stop_grace_period
 

@@ -14,8 +14,14 @@ from .conftest import QUICK_SPEC, Api, WorkerProcess
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-EPOCHS = 3
-SPEC = {**QUICK_SPEC, "train": {"epochs": EPOCHS}}
+# Long enough (tens of seconds) that a worker is stopped mid-training even on a fast,
+# idle machine: small batches over the whole digits training split.
+EPOCHS = 30
+SPEC = {
+    **QUICK_SPEC,
+    "data": {"dataset": "digits"},
+    "train": {"epochs": EPOCHS, "batch_size": 16},
+}
 
 
 @pytest.fixture
