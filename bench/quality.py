@@ -83,29 +83,20 @@ def settings(quick: bool) -> list[QualitySetting]:
         QualitySetting("fcn-mnist", "fcn", "mnist", 4, 20_000, (1e-5, 1e-4, 1e-3)),
         # The CNNs cost ~10x the FCN per image on this CPU: N=1 against N=3 only, a
         # coarser sweep scored on 2,000 test images, and two fine-tuned points.
-        QualitySetting(
-            "vgg11-fashion",
-            "vgg11",
-            "fashion-mnist",
-            3,
-            8_000,
-            (5e-4,),
-            factors=(1, 3),
-            test_limit=2_000,
-            finetune_points=2,
-            sweep=SWEEP[::2],
-        ),
-        QualitySetting(
-            "resnet20-fashion",
-            "resnet20",
-            "fashion-mnist",
-            3,
-            8_000,
-            (5e-4,),
-            factors=(1, 3),
-            test_limit=2_000,
-            finetune_points=2,
-            sweep=SWEEP[::2],
+        *(
+            QualitySetting(
+                f"{arch}-fashion",
+                arch,
+                "fashion-mnist",
+                3,
+                8_000,
+                (5e-4,),
+                factors=(1, 3),
+                test_limit=2_000,
+                finetune_points=2,
+                sweep=SWEEP[::2],
+            )
+            for arch in ("vgg11", "resnet20")
         ),
         QualitySetting(
             "simplevit-fashion", "simplevit", "fashion-mnist", 4, 10_000, (5e-2,), test_limit=3_000
