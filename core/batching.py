@@ -1,4 +1,5 @@
-"""Fast batches for in-memory datasets, and image augmentation on whole batches.
+"""Fast batches for in-memory datasets, image augmentation on whole batches, and how a
+batch is fed to a model (memory format, mixed precision).
 
 Small classification sets (digits, MNIST, CIFAR) fit in memory as one tensor;
 slicing that tensor by a shuffled index is far faster than a DataLoader with
@@ -8,6 +9,7 @@ back to a DataLoader.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import torch
@@ -143,3 +145,17 @@ def augment_batch(
         mirror = torch.rand(count, generator=generator).to(device) < 0.5
         inputs = torch.where(mirror[:, None, None, None], inputs.flip(3), inputs)
     return inputs.contiguous()
+
+
+def model_input(inputs: Tensor, channels_last: bool) -> Tensor:
+    """`inputs` in the memory format the model was put in (channels_last for image batches)."""
+    if channels_last and inputs.dim() == 4:
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when `amp` is on; full precision everywhere else."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -26,7 +26,7 @@ from fnmatch import fnmatchcase
 
 from torch import nn
 
-from core.layers import ComposedConv2d, ComposedLinear
+from core.layers import ComposedConv2d, ComposedLinear, check_init
 
 COMPOSED_TYPES = (ComposedLinear, ComposedConv2d)
 
@@ -113,17 +113,28 @@ def factorize(
     forward_order: str = "auto",
     inplace: bool = False,
     *,
-    keep_function: bool = False,
+    init: str = "random",
 ) -> nn.Module:
     """Replace every eligible layer by a composition of ``factor`` linear maps.
 
-    Factors are freshly initialised (same statistics as the plain layer's default
-    init); with ``keep_function=True`` they reproduce the existing weights instead,
-    for starting from a trained model. ``factor == 1`` is plain training: the model
-    is returned unchanged (a copy unless ``inplace``).
+    ``init`` says where the factors start:
+
+    - ``"random"`` (default; LoRITa from scratch): fresh factors with the same
+      statistics as the plain layer's default init.
+    - ``"pretrained"`` (from a trained model): each layer's factors are the balanced
+      exact split of its current weight (thin SVD in float64, cast to the layer's
+      dtype) and the bias is kept, so the factorized model computes what ``model``
+      computes; the sum of squared factor norms is then the smallest possible,
+      N * sum(s_i^(2/N)), and weight decay acts from the first step as the
+      Schatten-(2/N) penalty. Every other module (BatchNorm statistics included) is
+      copied as it is. ``lorita.factorize(model, 3, init="pretrained")``.
+
+    ``factor == 1`` is plain training: the model is returned unchanged (a copy unless
+    ``inplace``).
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
+    check_init(init)
     if not inplace:
         model = copy.deepcopy(model)
     if factor == 1:
@@ -133,7 +144,7 @@ def factorize(
         module = model.get_submodule(name)
         composed_type = ComposedLinear if isinstance(module, nn.Linear) else ComposedConv2d
         replacements[id(module)] = composed_type.from_dense(
-            module, factor, forward_order, keep_function=keep_function
+            module, factor, forward_order, init=init
         )
     return _replace(model, replacements)
 

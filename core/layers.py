@@ -20,10 +20,22 @@ next to the number of output positions (batch x pixels), the chain when it is la
 shape on every call; this is plain integer arithmetic on shapes, so it also works
 under torch.compile (which specializes on the shapes it sees).
 
-Initialisation: the dense-shaped factor gets PyTorch's default init and the square
-factors are random orthogonal matrices. Orthogonal maps preserve norms, so the merged
-weight and the layer's outputs have the same statistics as the plain layer's default
-init, for every N (a product of N default-initialised factors would shrink instead).
+Initialisation (``init``):
+
+- "random" (training from scratch): the dense-shaped factor gets PyTorch's default
+  init and the square factors are random orthogonal matrices. Orthogonal maps preserve
+  norms, so the merged weight and the layer's outputs have the same statistics as the
+  plain layer's default init, for every N (a product of N default-initialised factors
+  would shrink instead).
+- "pretrained" (starting from a trained layer): the balanced exact split of the
+  layer's weight W = U S V^T (thin SVD, float64). Every factor gets the N-th root of
+  the spectrum: the square factors are V S^(1/N) V^T when they act before the dense
+  one (Linear: on its input space) and U S^(1/N) U^T when they act after it (Conv2d:
+  on its output channels); the dense factor is U S^(1/N) V^T. The product is W, and
+  the sum of squared factor norms is N * sum(s_i^(2/N)), the smallest over all
+  factorisations (the Schatten-(2/N) quasi-norm that LoRITa's weight decay
+  penalises), so fine-tuning starts where the theory describes. Directions with a
+  zero singular value start at zero in every factor.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 FORWARD_ORDERS = ("auto", "chain", "product", "hybrid")
+FACTOR_INITS = ("random", "pretrained")
 
 
 def _check_factor_and_order(factor: int, forward_order: str) -> None:
@@ -43,6 +56,11 @@ def _check_factor_and_order(factor: int, forward_order: str) -> None:
         raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
     if forward_order not in FORWARD_ORDERS:
         raise ValueError(f"forward_order must be one of {FORWARD_ORDERS}, got {forward_order!r}")
+
+
+def check_init(init: str) -> None:
+    if init not in FACTOR_INITS:
+        raise ValueError(f"init must be one of {FACTOR_INITS}, got {init!r}")
 
 
 def cheapest_order(factor: int, positions: int, square: int, other: int) -> str:
@@ -70,23 +88,208 @@ def cheapest_order(factor: int, positions: int, square: int, other: int) -> str:
     return "hybrid" if hybrid < chain else "chain"
 
 
-def _orthogonal_product(factors: list[torch.Tensor], size: int) -> torch.Tensor:
-    """``factors[-1] @ ... @ factors[0]`` as a (size x size) matrix (identity if empty)."""
-    result = None
-    for f in factors:
-        m = f.detach().reshape(size, size)
-        result = m if result is None else m @ result
-    if result is None:
-        return torch.eye(size, device=factors[0].device if factors else None)
-    return result
+def balanced_split(
+    matrix: torch.Tensor, factor: int, square_side: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The balanced exact split of a (m x n) ``matrix`` into ``factor`` maps, in float64.
+
+    Returns ``(dense, square)``: the dense (m x n) factor ``U S^(1/N) V^T`` and the one
+    square factor repeated N-1 times, ``V S^(1/N) V^T`` (n x n) when ``square_side`` is
+    "input" (the squares act before the dense map) or ``U S^(1/N) U^T`` (m x m) when it
+    is "output" (they act after it). With the thin SVD (rank r = min(m, n)) the inner
+    ``V^T V`` / ``U^T U`` are identities, so the product is exactly ``matrix`` for every
+    shape, and every factor's squared norm is ``sum(s_i^(2/N))``.
+
+    float64 because the N-th root of small singular values and the product of N factors
+    lose digits fast in float32. The SVD runs on the CPU unless the matrix is on CUDA:
+    not every accelerator has float64, and one SVD per layer is cheap next to training.
+    """
+    if square_side not in ("input", "output"):
+        raise ValueError(f"square_side must be 'input' or 'output', got {square_side!r}")
+    device = matrix.device if matrix.device.type == "cuda" else torch.device("cpu")
+    w = matrix.detach().to(device=device, dtype=torch.float64)
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    root = s.pow(1.0 / factor)  # zero singular values stay zero
+    dense = (u * root) @ vh
+    basis = vh.mT if square_side == "input" else u
+    square = (basis * root) @ basis.mT
+    return dense, square
 
 
-class ComposedLinear(nn.Module):
+def _placement(tensor: torch.Tensor) -> dict:
+    return {"device": tensor.device, "dtype": tensor.dtype}
+
+
+class ComposedLayer(nn.Module):
+    """What ComposedLinear and ComposedConv2d share: N factors, one dense-shaped (the
+    plain layer's weight shape) and N-1 square ones, with the bias after all of them.
+
+    A subclass creates its parameters with ``_create_parameters`` and sets ``_fan_in``;
+    it says which plain layer it stands for (``_plain_type``, whose constructor takes
+    the same ``_hyperparameters``), on which side of the dense factor the squares act
+    (``_squares_first``), how one factor is applied to activations
+    (``_apply_dense``/``_apply_square``), how many vectors a call maps
+    (``output_positions``) and the sizes that price the orders (``_order_sizes``).
+    Every factor is used as a matrix through ``flatten(1)`` (a no-op for Linear).
+    """
+
+    _squares_first: bool
+    _plain_type: type[nn.Module]
+
+    def _create_parameters(
+        self, factor: int, forward_order: str, shapes: list, bias_size: int, bias: bool, kw
+    ) -> None:
+        """Record the options and create the (uninitialised) factors and bias."""
+        self.factor = factor
+        self.forward_order = forward_order
+        self.factors = nn.ParameterList([nn.Parameter(torch.empty(s, **kw)) for s in shapes])
+        if bias:
+            self.bias = nn.Parameter(torch.empty(bias_size, **kw))
+        else:
+            self.register_parameter("bias", None)
+
+    # -- which factor is which --------------------------------------------------------
+
+    @property
+    def _dense_index(self) -> int:
+        return self.factor - 1 if self._squares_first else 0
+
+    @property
+    def _square_indices(self) -> range:
+        return range(self.factor - 1) if self._squares_first else range(1, self.factor)
+
+    def _product(self, indices: range) -> torch.Tensor:
+        """Matrix product of the factors at ``indices`` (application order); needs >= 2."""
+        # multi_dot picks the cheapest association of the matrix chain.
+        return torch.linalg.multi_dot([self.factors[i].flatten(1) for i in reversed(indices)])
+
+    # -- initialisation -----------------------------------------------------------------
+
+    def reset_parameters(self) -> None:
+        """The "random" init: the plain layer's default for the dense factor and the
+        bias, random orthogonal square factors (see the module docstring)."""
+        nn.init.kaiming_uniform_(self.factors[self._dense_index], a=math.sqrt(5))
+        for i in self._square_indices:
+            nn.init.orthogonal_(self.factors[i])
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self._fan_in) if self._fan_in > 0 else 0.0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def load_balanced_split(self, weight: torch.Tensor) -> None:
+        """The "pretrained" init: set the factors to the balanced exact split of the
+        plain layer's ``weight`` (computed in float64, stored in this layer's dtype).
+        ``factor == 1`` copies ``weight`` as it is."""
+        dense_factor = self.factors[self._dense_index]
+        with torch.no_grad():
+            if self.factor == 1:
+                dense_factor.copy_(weight.detach().view(dense_factor.shape))
+                return
+            side = "input" if self._squares_first else "output"
+            dense, square = balanced_split(weight.flatten(1), self.factor, side)
+            dense_factor.copy_(dense.view(dense_factor.shape))
+            for i in self._square_indices:
+                self.factors[i].copy_(square.view(self.factors[i].shape))
+
+    # -- the function -----------------------------------------------------------------
+
+    def merged_weight(self) -> torch.Tensor:
+        """The dense weight, shaped as the plain layer's; differentiable."""
+        if self.factor == 1:
+            return self.factors[0]
+        return self._product(range(self.factor)).view(self.factors[self._dense_index].shape)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The merged weight, read-only: code that reads ``layer.weight`` directly
+        (e.g. nn.TransformerEncoderLayer's inference fast path) sees the effective weight.
+        Train the ``factors``; writing to this tensor changes nothing."""
+        return self.merged_weight()
+
+    def chosen_order(self, x: torch.Tensor) -> str:
+        """ "chain", "product" or "hybrid": how forward(x) evaluates the composition."""
+        if self.forward_order != "auto":
+            return self.forward_order
+        square, other = self._order_sizes
+        return cheapest_order(self.factor, self.output_positions(x), square, other)
+
+    def uses_product(self, x: torch.Tensor) -> bool:
+        return self.chosen_order(x) == "product"
+
+    def _stages(self, order: str) -> list[tuple]:
+        """(apply, weight) pairs in the order they act on the activations."""
+        dense = (self._apply_dense, self.factors[self._dense_index])
+        indices = self._square_indices
+        if order == "hybrid" and len(indices) > 1:
+            shape = self.factors[indices[0]].shape
+            squares = [(self._apply_square, self._product(indices).view(shape))]
+        else:
+            squares = [(self._apply_square, self.factors[i]) for i in indices]
+        return [*squares, dense] if self._squares_first else [dense, *squares]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factor == 1:
+            return self._apply_dense(x, self.factors[0], self.bias)
+        order = self.chosen_order(x)
+        if order == "product":
+            return self._apply_dense(x, self.merged_weight(), self.bias)
+        stages = self._stages(order)
+        for i, (apply, weight) in enumerate(stages):
+            x = apply(x, weight, self.bias if i == len(stages) - 1 else None)
+        return x
+
+    # -- plain layer round trip -------------------------------------------------------
+
+    @classmethod
+    def from_dense(
+        cls,
+        module: nn.Module,
+        factor: int = 2,
+        forward_order: str = "auto",
+        *,
+        init: str = "random",
+    ) -> ComposedLayer:
+        """A composed layer shaped like the plain ``module`` (same device, dtype, mode).
+
+        ``init="random"`` initialises it fresh, for training from scratch;
+        ``init="pretrained"`` sets the factors to the balanced exact split of
+        ``module.weight`` and copies the bias, so the layer computes what ``module``
+        does (to start from a trained layer).
+        """
+        check_init(init)
+        layer = cls(
+            **cls._hyperparameters(module),
+            factor=factor,
+            forward_order=forward_order,
+            **_placement(module.weight),
+        )
+        layer.train(module.training)
+        if init == "pretrained":
+            layer.load_balanced_split(module.weight)
+            if module.bias is not None:
+                with torch.no_grad():
+                    layer.bias.copy_(module.bias.detach())
+        return layer
+
+    def to_dense(self) -> nn.Module:
+        """The plain layer with the merged weight and the same bias, device and dtype."""
+        dense = self._plain_type(**self._hyperparameters(self), **_placement(self.factors[0]))
+        with torch.no_grad():
+            dense.weight.copy_(self.merged_weight())
+            if self.bias is not None:
+                dense.bias.copy_(self.bias)
+        dense.train(self.training)
+        return dense
+
+
+class ComposedLinear(ComposedLayer):
     """A Linear layer trained as a composition of ``factor`` linear maps.
 
     ``factors[0] .. factors[N-2]`` are (in_features x in_features), applied first;
     ``factors[N-1]`` is (out_features x in_features); ``bias`` is added last.
     """
+
+    _squares_first = True
+    _plain_type = nn.Linear
 
     def __init__(
         self,
@@ -103,113 +306,32 @@ class ComposedLinear(nn.Module):
         kw = {"device": device, "dtype": dtype}
         self.in_features = in_features
         self.out_features = out_features
-        self.factor = factor
-        self.forward_order = forward_order
         shapes = [(in_features, in_features)] * (factor - 1) + [(out_features, in_features)]
-        self.factors = nn.ParameterList([nn.Parameter(torch.empty(s, **kw)) for s in shapes])
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_features, **kw))
-        else:
-            self.register_parameter("bias", None)
+        self._create_parameters(factor, forward_order, shapes, out_features, bias, kw)
+        self._fan_in = in_features
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        *squares, dense = self.factors
-        nn.init.kaiming_uniform_(dense, a=math.sqrt(5))  # nn.Linear's default
-        for square in squares:
-            nn.init.orthogonal_(square)
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def merged_weight(self) -> torch.Tensor:
-        """The dense (out_features x in_features) weight; differentiable."""
-        if self.factor == 1:
-            return self.factors[0]
-        # multi_dot picks the cheapest association of the matrix chain.
-        return torch.linalg.multi_dot([self.factors[i] for i in range(self.factor - 1, -1, -1)])
-
     @property
-    def weight(self) -> torch.Tensor:
-        """The merged weight, read-only: code that reads ``layer.weight`` directly
-        (e.g. nn.TransformerEncoderLayer's inference fast path) sees the effective weight.
-        Train the ``factors``; writing to this tensor changes nothing."""
-        return self.merged_weight()
+    def _order_sizes(self) -> tuple[int, int]:
+        return self.in_features, self.out_features
 
-    def chosen_order(self, x: torch.Tensor) -> str:
-        """ "chain", "product" or "hybrid": how forward(x) evaluates the composition."""
-        if self.forward_order != "auto":
-            return self.forward_order
-        rows = x.numel() // max(self.in_features, 1)
-        return cheapest_order(self.factor, rows, self.in_features, self.out_features)
+    def output_positions(self, x: torch.Tensor) -> int:
+        """How many vectors (rows) this layer maps for input ``x``."""
+        return x.numel() // max(self.in_features, 1)
 
-    def uses_product(self, x: torch.Tensor) -> bool:
-        return self.chosen_order(x) == "product"
+    def _apply_dense(self, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+        return F.linear(x, weight, bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = self.factor - 1
-        if last == 0:
-            return F.linear(x, self.factors[0], self.bias)
-        order = self.chosen_order(x)
-        if order == "product":
-            return F.linear(x, self.merged_weight(), self.bias)
-        if order == "hybrid" and last > 1:
-            squares = torch.linalg.multi_dot([self.factors[i] for i in range(last - 1, -1, -1)])
-            return F.linear(F.linear(x, squares), self.factors[last], self.bias)
-        for i in range(last):
-            x = F.linear(x, self.factors[i])
-        return F.linear(x, self.factors[last], self.bias)
+    _apply_square = _apply_dense
 
-    @classmethod
-    def from_dense(
-        cls,
-        module: nn.Linear,
-        factor: int = 2,
-        forward_order: str = "auto",
-        *,
-        keep_function: bool = False,
-    ) -> ComposedLinear:
-        """A composed layer shaped like ``module``, freshly initialised.
-
-        With ``keep_function`` the factors are set so that the merged weight equals
-        ``module.weight`` and the bias is copied (to factorize a pretrained layer).
-        """
-        w = module.weight
-        layer = cls(
-            module.in_features,
-            module.out_features,
-            factor,
-            bias=module.bias is not None,
-            forward_order=forward_order,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer.train(module.training)
-        if keep_function:
-            with torch.no_grad():
-                # W = F_last @ Q with Q orthogonal  =>  F_last = W @ Q^T.
-                q = _orthogonal_product(list(layer.factors[:-1]), module.in_features)
-                layer.factors[-1].copy_(w.detach() @ q.to(w).T)
-                if module.bias is not None:
-                    layer.bias.copy_(module.bias.detach())
-        return layer
-
-    def to_dense(self) -> nn.Linear:
-        """A plain nn.Linear with the merged weight and the same bias, device and dtype."""
-        w = self.factors[-1]
-        dense = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        with torch.no_grad():
-            dense.weight.copy_(self.merged_weight())
-            if self.bias is not None:
-                dense.bias.copy_(self.bias)
-        dense.train(self.training)
-        return dense
+    @staticmethod
+    def _hyperparameters(layer: nn.Module) -> dict:
+        """Constructor arguments shared by nn.Linear and this class (same names)."""
+        return {
+            "in_features": layer.in_features,
+            "out_features": layer.out_features,
+            "bias": layer.bias is not None,
+        }
 
     def extra_repr(self) -> str:
         return (
@@ -219,13 +341,16 @@ class ComposedLinear(nn.Module):
         )
 
 
-class ComposedConv2d(nn.Module):
+class ComposedConv2d(ComposedLayer):
     """A Conv2d layer trained as a k x k convolution followed by ``factor - 1`` 1x1 ones.
 
     ``factors[0]`` is the (c_out, c_in, k, k) kernel (no bias); ``factors[1..N-1]`` are
     (c_out, c_out, 1, 1) kernels; ``bias`` is added after the whole chain. Grouped
     convolutions are not supported (their weight is not one matrix).
     """
+
+    _squares_first = False
+    _plain_type = nn.Conv2d
 
     def __init__(
         self,
@@ -257,8 +382,6 @@ class ComposedConv2d(nn.Module):
         self.dilation = _pair(dilation)
         self.groups = 1
         self.padding_mode = padding_mode
-        self.factor = factor
-        self.forward_order = forward_order
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
                 raise ValueError(f"padding must be 'same', 'valid' or numbers, got {padding!r}")
@@ -268,20 +391,11 @@ class ComposedConv2d(nn.Module):
         else:
             self.padding = _pair(padding)
         kh, kw_ = self.kernel_size
-        self.factors = nn.ParameterList(
-            [nn.Parameter(torch.empty(out_channels, in_channels, kh, kw_, **kw))]
-            + [
-                nn.Parameter(torch.empty(out_channels, out_channels, 1, 1, **kw))
-                for _ in range(factor - 1)
-            ]
-        )
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels, **kw))
-        else:
-            self.register_parameter("bias", None)
+        shapes = [(out_channels, in_channels, kh, kw_)]
+        shapes += [(out_channels, out_channels, 1, 1)] * (factor - 1)
+        self._create_parameters(factor, forward_order, shapes, out_channels, bias, kw)
         self._explicit_pad, self._size_offset = self._padding_plan()
-        fan_in = in_channels * kh * kw_
-        self._fan_in = fan_in
+        self._fan_in = in_channels * kh * kw_
         self.reset_parameters()
 
     def _padding_plan(self) -> tuple[tuple[int, ...], tuple[int, int]]:
@@ -306,31 +420,9 @@ class ComposedConv2d(nn.Module):
         )
         return explicit, offsets
 
-    def reset_parameters(self) -> None:
-        kernel, *squares = self.factors
-        nn.init.kaiming_uniform_(kernel, a=math.sqrt(5))  # nn.Conv2d's default
-        for square in squares:
-            nn.init.orthogonal_(square)
-        if self.bias is not None:
-            fan_in = kernel[0].numel()
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def merged_weight(self) -> torch.Tensor:
-        """The dense (c_out, c_in, k, k) weight; differentiable."""
-        kernel = self.factors[0]
-        if self.factor == 1:
-            return kernel
-        mats = [self.factors[i].flatten(1) for i in range(self.factor - 1, 0, -1)]
-        mats.append(kernel.flatten(1))
-        return torch.linalg.multi_dot(mats).view(kernel.shape)
-
     @property
-    def weight(self) -> torch.Tensor:
-        """The merged weight, read-only: code that reads ``layer.weight`` directly
-        (e.g. nn.TransformerEncoderLayer's inference fast path) sees the effective weight.
-        Train the ``factors``; writing to this tensor changes nothing."""
-        return self.merged_weight()
+    def _order_sizes(self) -> tuple[int, int]:
+        return self.out_channels, self._fan_in
 
     def output_positions(self, x: torch.Tensor) -> int:
         """batch x output pixels of this layer for input ``x`` (batched or not)."""
@@ -339,100 +431,30 @@ class ComposedConv2d(nn.Module):
         ow = (x.shape[-1] + self._size_offset[1]) // self.stride[1] + 1
         return batch * oh * ow
 
-    def chosen_order(self, x: torch.Tensor) -> str:
-        """ "chain", "product" or "hybrid": how forward(x) evaluates the composition."""
-        if self.forward_order != "auto":
-            return self.forward_order
-        positions = self.output_positions(x)
-        return cheapest_order(self.factor, positions, self.out_channels, self._fan_in)
-
-    def uses_product(self, x: torch.Tensor) -> bool:
-        return self.chosen_order(x) == "product"
-
-    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+    def _apply_dense(self, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+        """The k x k convolution, with this layer's padding mode."""
         if self.padding_mode != "zeros":
             x = F.pad(x, self._explicit_pad, mode=self.padding_mode)
             return F.conv2d(x, weight, bias, self.stride, 0, self.dilation)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = self.factor - 1
-        if last == 0:
-            return self._conv(x, self.factors[0], self.bias)
-        order = self.chosen_order(x)
-        if order == "product":
-            return self._conv(x, self.merged_weight(), self.bias)
-        x = self._conv(x, self.factors[0], None)
-        if order == "hybrid" and last > 1:
-            mats = [self.factors[i].flatten(1) for i in range(last, 0, -1)]
-            squares = torch.linalg.multi_dot(mats)
-            return F.conv2d(x, squares.view(*squares.shape, 1, 1), self.bias)
-        for i in range(1, last):
-            x = F.conv2d(x, self.factors[i])
-        return F.conv2d(x, self.factors[last], self.bias)
+    def _apply_square(self, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+        return F.conv2d(x, weight, bias)  # 1x1, stride 1
 
-    @classmethod
-    def from_dense(
-        cls,
-        module: nn.Conv2d,
-        factor: int = 2,
-        forward_order: str = "auto",
-        *,
-        keep_function: bool = False,
-    ) -> ComposedConv2d:
-        """A composed layer shaped like ``module``, freshly initialised.
-
-        With ``keep_function`` the factors are set so that the merged weight equals
-        ``module.weight`` and the bias is copied (to factorize a pretrained layer).
-        """
-        w = module.weight
-        layer = cls(
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            groups=module.groups,
-            bias=module.bias is not None,
-            padding_mode=module.padding_mode,
-            factor=factor,
-            forward_order=forward_order,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        layer.train(module.training)
-        if keep_function:
-            with torch.no_grad():
-                # W = Q @ K with Q orthogonal  =>  K = Q^T @ W.
-                q = _orthogonal_product(list(layer.factors[1:]), module.out_channels)
-                kernel = q.to(w).T @ w.detach().flatten(1)
-                layer.factors[0].copy_(kernel.view(w.shape))
-                if module.bias is not None:
-                    layer.bias.copy_(module.bias.detach())
-        return layer
-
-    def to_dense(self) -> nn.Conv2d:
-        """A plain nn.Conv2d with the merged weight and the same bias, device and dtype."""
-        w = self.factors[0]
-        dense = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            bias=self.bias is not None,
-            padding_mode=self.padding_mode,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        with torch.no_grad():
-            dense.weight.copy_(self.merged_weight())
-            if self.bias is not None:
-                dense.bias.copy_(self.bias)
-        dense.train(self.training)
-        return dense
+    @staticmethod
+    def _hyperparameters(layer: nn.Module) -> dict:
+        """Constructor arguments shared by nn.Conv2d and this class (same names)."""
+        return {
+            "in_channels": layer.in_channels,
+            "out_channels": layer.out_channels,
+            "kernel_size": layer.kernel_size,
+            "stride": layer.stride,
+            "padding": layer.padding,
+            "dilation": layer.dilation,
+            "groups": layer.groups,
+            "bias": layer.bias is not None,
+            "padding_mode": layer.padding_mode,
+        }
 
     def extra_repr(self) -> str:
         s = (

@@ -10,6 +10,11 @@ the best rank-r approximation (Eckart-Young). Two forms of the truncated model:
   Linear(r, out) or Conv2d(c_in, r, k, ...) -> Conv2d(r, c_out, 1), which is smaller
   and faster. A rank only pays when ``r * (m + n) < m * n``; layers where it does not
   stay dense with their truncated weight, so both forms compute the same function.
+  ``dense_from_lowrank`` multiplies the pairs back into the original structure.
+
+This module is the only place that changes a model's layers: the rank search puts
+its candidates into a working copy through ``put_rank``, the same rule as
+``to_lowrank``, so every candidate is exactly the model that would be exported.
 
 SVDs run in float64 on the CPU for accuracy (weights are small); results are cast
 back to each layer's dtype and device. A factorized model is merged first.
@@ -59,6 +64,7 @@ class LowRankConv2d(nn.Sequential):
 
 
 LOWRANK_TYPES = (LowRankLinear, LowRankConv2d)
+Svd = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (U, S, V^T), S descending
 
 
 def weight_matrix(module: nn.Module) -> torch.Tensor:
@@ -67,9 +73,16 @@ def weight_matrix(module: nn.Module) -> torch.Tensor:
     return weight.detach().reshape(weight.shape[0], -1)
 
 
-def _svd64(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def weight_svd(module: nn.Module) -> Svd:
+    """(U, S, V^T) of the layer's weight matrix, in float64 on the CPU."""
     w = weight_matrix(module).to("cpu", torch.float64)
     return torch.linalg.svd(w, full_matrices=False)
+
+
+def truncated_matrix(svd: Svd, rank: int) -> torch.Tensor:
+    """U_r S_r V_r^T: the best rank-r approximation (Eckart-Young), as a 2-D matrix."""
+    u, s, vh = svd
+    return (u[:, :rank] * s[:rank]) @ vh[:rank]
 
 
 def _weight_layer_names(model: nn.Module) -> list[str]:
@@ -124,9 +137,8 @@ def _prepare(model: nn.Module, inplace: bool) -> nn.Module:
     return model if inplace else copy.deepcopy(model)
 
 
-def _truncated_weight(module: nn.Module, rank: int) -> torch.Tensor:
-    u, s, vh = _svd64(module)
-    approx = (u[:, :rank] * s[:rank]) @ vh[:rank]
+def _truncated_weight(module: nn.Module, rank: int, svd: Svd | None) -> torch.Tensor:
+    approx = truncated_matrix(weight_svd(module) if svd is None else svd, rank)
     return approx.reshape(module.weight.shape).to(module.weight)
 
 
@@ -142,15 +154,12 @@ def truncate(model: nn.Module, ranks: dict[str, int], inplace: bool = False) -> 
         if rank >= min(weight_matrix(module).shape):
             continue
         with torch.no_grad():
-            module.weight.copy_(_truncated_weight(module, rank))
+            module.weight.copy_(_truncated_weight(module, rank, None))
     return model
 
 
-def _split(module: nn.Module, rank: int) -> nn.Sequential:
-    """Two thin layers computing the rank-r approximation of ``module``."""
-    u, s, vh = _svd64(module)
-    root = s[:rank].sqrt()  # split the singular values evenly: similar factor scales
-    first, second = root[:, None] * vh[:rank], u[:, :rank] * root
+def _empty_pair(module: nn.Module, rank: int) -> nn.Sequential:
+    """The two-layer skeleton of a rank-r ``module``, on its device and dtype."""
     w = module.weight
     kw = {"device": w.device, "dtype": w.dtype}
     if isinstance(module, nn.Linear):
@@ -159,21 +168,56 @@ def _split(module: nn.Module, rank: int) -> nn.Sequential:
         )
     else:
         pair = LowRankConv2d(module, rank, **kw)
+    pair.train(module.training)
+    return pair
+
+
+def split_layer(module: nn.Module, rank: int, svd: Svd | None = None) -> nn.Sequential:
+    """Two thin layers computing the rank-r approximation of ``module``.
+
+    ``svd`` is the layer's (U, S, V^T) when the caller already has it (the rank
+    search keeps one per layer and tries many ranks); it is computed otherwise.
+    """
+    u, s, vh = weight_svd(module) if svd is None else svd
+    root = s[:rank].sqrt()  # split the singular values evenly: similar factor scales
+    first, second = root[:, None] * vh[:rank], u[:, :rank] * root
+    pair = _empty_pair(module, rank)
     with torch.no_grad():
         pair[0].weight.copy_(first.reshape(pair[0].weight.shape))
         pair[1].weight.copy_(second.reshape(pair[1].weight.shape))
         if module.bias is not None:
             pair[1].bias.copy_(module.bias)
-    pair.train(module.training)
     return pair
 
 
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+def set_submodule(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` at ``name`` in ``model``; returns the model (``new`` itself for the root)."""
     if not name:
         return new
     parent_name, _, child_name = name.rpartition(".")
     setattr(model.get_submodule(parent_name), child_name, new)
     return model
+
+
+def put_rank(
+    model: nn.Module, name: str, layer: nn.Module, rank: int, svd: Svd | None = None
+) -> nn.Module:
+    """Put the rank-``rank`` form of the dense ``layer`` at ``name`` into ``model``.
+
+    The one rule of ``to_lowrank``: two thin layers when the rank pays off, else the
+    layer itself with its weight truncated in place (a rank >= the full rank leaves it
+    as it is). Subclasses (e.g. attention's out_proj) may be read by their parent
+    directly, so only plain layers change structure. Returns the model (a new object
+    only when ``name`` is the root).
+    """
+    m, n = weight_matrix(layer).shape
+    replacement = layer
+    if type(layer) in (nn.Linear, nn.Conv2d) and rank > 0 and pays_off(m, n, rank):
+        replacement = split_layer(layer, rank, svd)
+    elif rank < min(m, n):
+        with torch.no_grad():
+            layer.weight.copy_(_truncated_weight(layer, rank, svd))
+    return set_submodule(model, name, replacement)
 
 
 def to_lowrank(model: nn.Module, ranks: dict[str, int], inplace: bool = False) -> nn.Module:
@@ -187,16 +231,7 @@ def to_lowrank(model: nn.Module, ranks: dict[str, int], inplace: bool = False) -
     """
     model = _prepare(model, inplace)
     for name, module in _checked_layers(model, ranks).items():
-        rank = ranks[name]
-        m, n = weight_matrix(module).shape
-        # Subclasses (e.g. attention's out_proj) may be read by their parent
-        # directly, so only plain layers change structure.
-        splittable = type(module) in (nn.Linear, nn.Conv2d)
-        if splittable and rank > 0 and pays_off(m, n, rank):
-            model = _set_submodule(model, name, _split(module, rank))
-        elif rank < min(m, n):
-            with torch.no_grad():
-                module.weight.copy_(_truncated_weight(module, rank))
+        model = put_rank(model, name, module, ranks[name])
     return model
 
 
@@ -216,15 +251,25 @@ def apply_lowrank_structure(
     if not inplace:
         model = copy.deepcopy(model)
     for name, module in _checked_layers(model, structure).items():
-        w = module.weight
-        kw = {"device": w.device, "dtype": w.dtype}
-        rank = structure[name]
-        if isinstance(module, nn.Linear):
-            pair = LowRankLinear(
-                module.in_features, module.out_features, rank, module.bias is not None, **kw
-            )
-        else:
-            pair = LowRankConv2d(module, rank, **kw)
-        pair.train(module.training)
-        model = _set_submodule(model, name, pair)
+        model = set_submodule(model, name, _empty_pair(module, structure[name]))
     return model
+
+
+def dense_from_lowrank(lowrank_model: nn.Module, template: nn.Module) -> nn.Module:
+    """The inverse of ``to_lowrank``: a copy of the dense ``template`` (same architecture)
+    holding the weights of ``lowrank_model``, each thin pair multiplied back into one
+    matrix, so it computes the same function in the original structure."""
+    dense = copy.deepcopy(template)
+    state = dict(lowrank_model.state_dict())
+    for name, module in lowrank_model.named_modules():
+        if isinstance(module, LOWRANK_TYPES):
+            first, second = module[0].weight, module[1].weight
+            product = second.reshape(second.shape[0], -1) @ first.reshape(first.shape[0], -1)
+            target = dense.get_submodule(name).weight
+            state[f"{name}.weight"] = product.reshape(target.shape)
+            state.pop(f"{name}.0.weight")
+            state.pop(f"{name}.1.weight")
+            if f"{name}.1.bias" in state:
+                state[f"{name}.bias"] = state.pop(f"{name}.1.bias")
+    dense.load_state_dict(state, strict=True)
+    return dense

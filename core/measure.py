@@ -6,7 +6,7 @@ These numbers go into every report, so they are measured, not estimated:
   pass, which counts 2 FLOPs per multiply-add of matmuls, convolutions and attention
   (element-wise ops such as ReLU, norms and additions are not counted);
 - latency: median wall time of batch forward passes in eval/inference mode;
-- accuracy and mean cross-entropy on a dataset.
+- accuracy and mean cross-entropy on a dataset (`evaluate`, the engine's only evaluator).
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
+
+from core.batching import Batches, autocast_context, model_input
 
 
 def count_params(model: nn.Module) -> int:
@@ -108,32 +111,78 @@ def measure_latency_ms(
     return statistics.median(times) * 1000.0
 
 
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one pass of a classifier over a dataset found; unpacks as (accuracy, loss)."""
+
+    accuracy: float
+    loss: float  # mean cross-entropy
+    # Per-sample correctness (bool, CPU, in the data's order) when asked for: the rank
+    # search compares candidates with the uncompressed model sample by sample.
+    correct: Tensor | None = None
+
+    def __iter__(self) -> Iterator[float]:
+        return iter((self.accuracy, self.loss))
+
+
+def _labelled_batches(
+    data: Batches | Dataset | DataLoader, device: torch.device, batch_size: int
+) -> Iterable[tuple[Tensor, Tensor]]:
+    if isinstance(data, Batches | DataLoader):
+        return data
+    return Batches(data, batch_size, device)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data: Dataset | DataLoader,
-    device: str | torch.device = "cpu",
-    batch_size: int = 512,
-) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of a classifier over a dataset or a DataLoader.
+    data: Batches | Dataset | DataLoader,
+    device: str | torch.device | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+    per_sample: bool = False,
+) -> Evaluation:
+    """Accuracy and mean cross-entropy of a classifier over `data`, in eval mode.
 
-    The model is moved to ``device`` (in place, as ``model.to`` does) and evaluated in
-    eval mode; its train/eval flags are restored afterwards.
+    The one evaluator of the engine: training's validation, the rank search and the
+    reported accuracies all go through it, so they count the same way. `data` is
+    `Batches` (already on their device), a DataLoader or a dataset (batched here).
+    `device` defaults to the batches' device, else the model's; the model is moved
+    there (in place, as ``model.to`` does) only when it lives elsewhere. Its
+    train/eval flags are restored afterwards. `per_sample` also returns which samples
+    were classified correctly.
     """
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+    param_device, dtype = _param_device_dtype(model)
+    if device is None:
+        device = data.device if isinstance(data, Batches) else param_device
     device = torch.device(device)
-    model.to(device)
-    _, dtype = _param_device_dtype(model)
-    correct, loss_sum, seen = 0, 0.0, 0
-    with _EvalMode(model), torch.inference_mode():
-        for inputs, labels in loader:
+    if param_device != device:
+        model.to(device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen, marks = 0, []
+    with _EvalMode(model), autocast_context(device, amp):
+        for inputs, labels in _labelled_batches(data, device, batch_size):
             inputs = inputs.to(device, non_blocking=True)
-            if inputs.is_floating_point():
+            if inputs.is_floating_point() and inputs.dtype != dtype:
                 inputs = inputs.to(dtype)
             labels = torch.as_tensor(labels).to(device, non_blocking=True)
-            logits = model(inputs)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
-            correct += (logits.argmax(dim=1) == labels).sum().item()
+            logits = model(model_input(inputs, channels_last)).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+            hits = logits.argmax(1) == labels
+            correct += hits.sum()
             seen += labels.numel()
+            if per_sample:
+                marks.append(hits)
     if seen == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    return correct / seen, loss_sum / seen
+    return Evaluation(
+        accuracy=correct.item() / seen,
+        loss=loss_sum.item() / seen,
+        correct=torch.cat(marks).cpu() if per_sample else None,
+    )

@@ -11,10 +11,8 @@ the failures a user can fix (NaN loss, out of memory) into actionable errors.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -24,9 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from core.batching import Batches, augment_batch, crop_padding
+from core.atomic import atomic_path
+from core.batching import Batches, augment_batch, autocast_context, crop_padding, model_input
+from core.devices import is_out_of_memory
 from core.errors import Cancelled, DataError, OutOfMemory, TrainingDiverged
 from core.events import Event, EventSink, StopCheck, ignore_event, never_stop
+from core.measure import evaluate
 from core.spec import TrainSpec
 
 # Batch events are for progress bars: at most this many per second.
@@ -41,41 +42,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _as_input(inputs: Tensor, channels_last: bool) -> Tensor:
-    if channels_last and inputs.dim() == 4:
-        return inputs.contiguous(memory_format=torch.channels_last)
-    return inputs
-
-
-@torch.no_grad()
-def evaluate_batches(
-    model: nn.Module,
-    batches: Batches,
-    *,
-    amp: bool = False,
-    channels_last: bool = False,
-) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of `model` over `batches`, in eval mode."""
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=batches.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
-    with autocast_context(batches.device, amp):
-        for inputs, labels in batches:
-            logits = model(_as_input(inputs, channels_last)).float()
-            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
-            correct += (logits.argmax(1) == labels).sum()
-    model.train(was_training)
-    count = max(batches.count, 1)
-    return correct.item() / count, loss_sum.item() / count
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -151,10 +117,9 @@ def _fingerprint(model: nn.Module, spec: TrainSpec, run: str, tag: str) -> str:
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
     # Atomic: a crash while writing leaves the previous checkpoint intact.
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
 
 
 def _load_checkpoint(path: Path | None, fingerprint: str) -> dict[str, Any] | None:
@@ -194,15 +159,6 @@ class _BatchEvents:
         if now - self.last >= 1.0 / BATCH_EVENTS_PER_SECOND:
             self.last = now
             self.sink(event_factory())
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
 
 
 def train_model(
@@ -285,7 +241,7 @@ def train_model(
                 if pad or flip:
                     inputs = augment_batch(inputs, pad=pad, flip=flip, generator=augment_rng)
                 with autocast_context(device, bool(spec.amp)):
-                    logits = step_model(_as_input(inputs, bool(spec.channels_last)))
+                    logits = step_model(model_input(inputs, bool(spec.channels_last)))
                     loss = criterion(logits.float(), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -307,7 +263,7 @@ def train_model(
                 )
             train_loss = loss_sum.item() / train_batches.count
             train_acc = correct.item() / train_batches.count
-            val_acc, val_loss = evaluate_batches(
+            val_acc, val_loss = evaluate(
                 step_model, val_batches, amp=bool(spec.amp), channels_last=bool(spec.channels_last)
             )
             lr = optimizer.param_groups[0]["lr"]
@@ -342,7 +298,7 @@ def train_model(
                 )
             on_event(event)
     except (RuntimeError, MemoryError) as error:
-        if isinstance(error, MemoryError) or _is_out_of_memory(error):
+        if is_out_of_memory(error):
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             raise OutOfMemory(

@@ -7,11 +7,7 @@ from torch import nn
 
 from core.factorize import composed_layers, eligible_layers, factorize, merge
 from core.layers import ComposedConv2d, ComposedLinear
-
-try:  # the model zoo
-    from core.models import build_model, default_exclude
-except ImportError:  # pragma: no cover - only while the zoo is not there yet
-    build_model = None
+from core.models import build_model, default_exclude
 
 
 def _small_cnn() -> nn.Module:
@@ -55,13 +51,6 @@ def test_merge_is_exact_on_small_cnn(factor):
     _assert_merge_exact(_small_cnn(), torch.randn(4, 3, 8, 8), factor)
 
 
-@pytest.mark.skipif(build_model is not None, reason="covered by the zoo's tv:resnet18")
-def test_merge_is_exact_on_torchvision_resnet18():
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10)
-    _assert_merge_exact(model, torch.randn(2, 3, 16, 16), 3)
-
-
 ZOO_CASES = [
     ("fcn", 1, 8),
     ("vgg11", 3, 8),
@@ -71,7 +60,6 @@ ZOO_CASES = [
 ]
 
 
-@pytest.mark.skipif(build_model is None, reason="model zoo not available")
 @pytest.mark.parametrize("factor", [2, 3])
 @pytest.mark.parametrize(("arch", "channels", "size"), ZOO_CASES)
 def test_merge_is_exact_on_zoo_models(arch, channels, size, factor):
@@ -83,7 +71,6 @@ def test_merge_is_exact_on_zoo_models(arch, channels, size, factor):
     _assert_merge_exact(model, torch.randn(3, channels, size, size), factor, exclude=exclude)
 
 
-@pytest.mark.skipif(build_model is None, reason="model zoo not available")
 def test_vit_default_exclude_keeps_patch_embedding_and_head_plain():
     model = build_model("simplevit", 10, 3, 16)
     factorized = factorize(model, 2, exclude=default_exclude("simplevit"))

@@ -123,13 +123,13 @@ def test_default_init_of_a_product_would_shrink():
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3])
-def test_from_dense_keep_function_reproduces_dense_layer(factor):
+def test_from_dense_pretrained_reproduces_dense_layer(factor):
     torch.manual_seed(1)
     linear = nn.Linear(7, 4).double()
     conv = nn.Conv2d(3, 6, 3, stride=2, padding=1, padding_mode="circular").double()
     for dense, x in [(linear, torch.randn(5, 7)), (conv, torch.randn(2, 3, 8, 8))]:
         x = x.double()
-        composed = type_for(dense).from_dense(dense, factor, keep_function=True)
+        composed = type_for(dense).from_dense(dense, factor, init="pretrained")
         assert composed.factor == factor
         torch.testing.assert_close(composed(x), dense(x))
         torch.testing.assert_close(composed.to_dense()(x), dense(x))
@@ -175,6 +175,8 @@ def test_invalid_arguments_are_rejected():
         ComposedLinear(4, 4, factor=0)
     with pytest.raises(ValueError, match="forward_order"):
         ComposedLinear(4, 4, factor=2, forward_order="fast")
+    with pytest.raises(ValueError, match="init"):
+        ComposedLinear.from_dense(nn.Linear(4, 4), 2, init="svd")
 
 
 def test_layers_train_and_reduce_loss():

@@ -9,12 +9,15 @@ from core.lowrank import (
     LowRankConv2d,
     LowRankLinear,
     apply_lowrank_structure,
+    dense_from_lowrank,
     lowrank_structure,
     pays_off,
+    put_rank,
     singular_values,
     to_lowrank,
     truncate,
     weight_matrix,
+    weight_svd,
 )
 from core.measure import count_flops, count_params
 
@@ -168,3 +171,36 @@ def test_bad_ranks_are_rejected():
         truncate(model, {"7": -1})
     with pytest.raises(ValueError, match="not a Linear"):
         truncate(model, {"3": 1})
+
+
+def test_dense_from_lowrank_is_the_inverse_of_to_lowrank():
+    model = _model().eval()
+    lowrank = to_lowrank(model, RANKS)
+    dense = dense_from_lowrank(lowrank, model).eval()
+    truncated = truncate(model, RANKS)
+    assert [type(m) for m in dense.modules()] == [type(m) for m in model.modules()]
+    for key, value in truncated.state_dict().items():
+        torch.testing.assert_close(dense.state_dict()[key], value, rtol=1e-10, atol=1e-10)
+    x = torch.randn(3, *INPUT, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(dense(x), lowrank(x), rtol=1e-10, atol=1e-10)
+    assert lowrank_structure(lowrank) == {"0": 4, "7": 8}  # the low-rank model is untouched
+
+
+def test_put_rank_with_a_given_svd_uses_those_factors():
+    """The rank search passes its cached (float32, per-layer) SVD instead of a fresh one."""
+    model = _model(torch.float32).eval()
+    layer = model[7]
+    u, s, vh = weight_svd(layer)
+    scaled = (u.float(), 2 * s.float(), vh.float())  # an SVD of 2 * W
+    model = put_rank(model, "7", layer, 8, scaled)
+    assert isinstance(model[7], LowRankLinear) and model[7].rank == 8
+    product = model[7][1].weight @ model[7][0].weight
+    expected = 2 * truncate(_model(torch.float32), {"7": 8})[7].weight
+    torch.testing.assert_close(product, expected, rtol=1e-4, atol=1e-5)
+    # Not paying off: the same layer stays in place with its weight truncated.
+    dense = model[9]
+    model = put_rank(model, "9", dense, 9)
+    assert model[9] is dense
+    spectrum = torch.linalg.svdvals(dense.weight.double())
+    assert spectrum[8] > 1e-3 and spectrum[9] < 1e-5 * spectrum[0]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from core.batching import Batches
 from core.measure import count_flops, count_params, evaluate, measure_latency_ms
 
 
@@ -70,3 +71,23 @@ def test_evaluate_rejects_empty_data():
     empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="empty"):
         evaluate(_model(), empty, "cpu")
+
+
+def test_evaluate_per_sample_marks_the_wrong_samples_and_restores_modes():
+    torch.manual_seed(0)
+    x = torch.randn(40, 1, 8, 8)
+    model = _model().eval()
+    with torch.no_grad():
+        labels = model(x).argmax(1)
+    labels[[3, 17, 30]] = (labels[[3, 17, 30]] + 1) % 10
+    model.train()
+    model[1].eval()  # one module in its own mode: kept as it was
+    result = evaluate(model, Batches(TensorDataset(x, labels), 16, "cpu"), per_sample=True)
+    assert result.accuracy == pytest.approx(37 / 40)
+    assert result.correct.dtype == torch.bool
+    assert (~result.correct).nonzero().flatten().tolist() == [3, 17, 30]
+    assert model.training and not model[1].training and model[4].training
+    # Same numbers whether the data comes as Batches, a dataset or a DataLoader.
+    accuracy, loss = evaluate(model, TensorDataset(x, labels))
+    assert (accuracy, loss) == pytest.approx((result.accuracy, result.loss))
+    assert evaluate(model, TensorDataset(x, labels)).correct is None

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from core.batching import Batches
 from core.data import load_dataset
 from core.factorize import eligible_layers, factorize, merge
 from core.lowrank import pays_off, to_lowrank
-from core.measure import count_flops, count_params
+from core.measure import count_flops, count_params, evaluate
 from core.models import build_model
-from core.ranks import RankProblem, choose_ranks, global_ranks, uniform_ranks
-from core.spec import CompressSpec, TrainSpec
-from core.train import evaluate_batches, seed_everything, train_model
+from core.ranks import STRATEGIES, RankProblem, choose_ranks, global_ranks, uniform_ranks
+from core.spec import CompressSpec, RankStrategy, TrainSpec
+from core.train import seed_everything, train_model
 
 
 def _with_spectrum(layer: nn.Linear, spectrum: torch.Tensor, seed: int) -> None:
@@ -82,6 +82,30 @@ def test_costs_match_the_measured_low_rank_model():
             assert rank == min(m, n) or pays_off(m, n, rank)
 
 
+def test_every_spec_strategy_has_one_strategy_object():
+    assert set(STRATEGIES) == set(get_args(RankStrategy))
+
+
+def test_candidates_are_the_model_to_lowrank_exports():
+    """The search evaluates exactly the exported form: same structure, same function."""
+    model = _synthetic_model()
+    problem = RankProblem(model, NAMES, INPUT)
+    x = torch.randn(16, *INPUT, generator=torch.Generator().manual_seed(5))
+    for ranks in ({"1": 5, "3": 7, "5": 1}, {"1": 48, "3": 2, "5": 4}, problem.full_ranks()):
+        effective = problem.effective(ranks)
+        problem.set_ranks(effective)
+        exported = to_lowrank(model, effective)
+        candidate = problem.model.state_dict()
+        assert list(candidate) == list(exported.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(problem.model(x), exported(x), rtol=1e-4, atol=1e-5)
+    # Back at full rank, the working copy holds the original weights exactly.
+    for name in NAMES:
+        assert torch.equal(
+            problem.model.get_submodule(name).weight, model.get_submodule(name).weight
+        )
+
+
 def _labelled_by(model: nn.Module, count: int, seed: int, margin: float = 0.0) -> TensorDataset:
     """Random inputs labelled by `model`, kept only where its top two logits differ by
     more than `margin` (points right at a decision boundary flip with any change)."""
@@ -122,7 +146,7 @@ def test_accuracy_search_stays_within_tolerance_on_validation(sample_limit):
         model, NAMES, compress, val_dataset=val, input_shape=INPUT, sample_limit=sample_limit
     )
     compact = to_lowrank(model, choice.ranks)
-    accuracy, _ = evaluate_batches(compact, Batches(val, 512, "cpu"))
+    accuracy, _ = evaluate(compact, val)
     assert choice.reference_val_accuracy == 1.0  # the teacher labels its own inputs
     assert accuracy >= 1.0 - tolerance
     assert accuracy == pytest.approx(choice.val_accuracy, abs=1e-6)
@@ -162,9 +186,9 @@ def test_accuracy_search_on_a_trained_digits_model_keeps_accuracy():
         val_dataset=splits.val,
         input_shape=(1, 8, 8),
     )
-    reference, _ = evaluate_batches(merged, Batches(splits.val, 512, "cpu"))
+    reference, _ = evaluate(merged, splits.val)
     compact = to_lowrank(merged, choice.ranks)
-    compressed, _ = evaluate_batches(compact, Batches(splits.val, 512, "cpu"))
+    compressed, _ = evaluate(compact, splits.val)
     assert reference > 0.9
     assert compressed >= reference - 0.01
     assert math.isclose(choice.reference_val_accuracy, reference)
