@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from core.atomic import write_text_atomic
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -65,9 +67,7 @@ def write_result(name: str, payload: dict[str, Any], results_dir: Path | None = 
     folder = results_dir or RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=False) + "\n")
     return path
 
 

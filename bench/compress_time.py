@@ -30,11 +30,11 @@ from bench.common import command_line, machine_info, write_result
 from core.batching import Batches
 from core.data import load_dataset
 from core.factorize import eligible_layers, factorize, merge
-from core.measure import count_flops, count_params
+from core.measure import count_flops, count_params, evaluate
 from core.models import build_model, default_exclude
 from core.ranks import RankProblem, choose_ranks
 from core.spec import CompressSpec, TrainSpec
-from core.train import build_optimizer, evaluate_batches
+from core.train import build_optimizer
 
 FACTOR = 3
 TARGET_S = 60.0  # the target for VGG16 on CPU
@@ -143,7 +143,7 @@ def run_setting(
     probe = svd_thread_probe(merged, names)
     # One full pass over the validation split, as a unit to compare the search with.
     with Clock() as eval_clock:
-        evaluate_batches(merged, Batches(val, 1024, "cpu"))
+        evaluate(merged, Batches(val, 1024, "cpu"))
     total = merge_clock.wall + search_clock.wall
     return {
         "name": name,

@@ -42,13 +42,14 @@ from core.batching import Batches
 from core.data import load_dataset
 from core.factorize import eligible_layers, factorize, merge
 from core.lowrank import to_lowrank
-from core.measure import count_flops, count_params
+from core.measure import count_flops, count_params, evaluate
 from core.models import build_model, default_exclude
 from core.pipeline import FINETUNE_LR_SCALE, SPLIT_SEED
 from core.ranks import BudgetFamily, RankProblem
 from core.recipes import resolve_spec
+from core.result import CurvePoint
 from core.spec import JobSpec
-from core.train import evaluate_batches, seed_everything, train_model
+from core.train import seed_everything, train_model
 
 TOLERANCES = (0.005, 0.01)
 # Kept shares of parameters swept (1.0 = uncompressed); geometric, ratio ~0.8.
@@ -128,7 +129,7 @@ def build_factorized(spec: JobSpec) -> nn.Module:
 
 
 def accuracy(model: nn.Module, batches: Batches) -> float:
-    return evaluate_batches(model, batches)[0]
+    return evaluate(model, batches).accuracy
 
 
 class Evaluation:
@@ -164,14 +165,11 @@ def sweep(
         ranks = family.ranks_after(removed)
         params_kept, flops_kept = problem.kept(ranks)
         problem.set_ranks(ranks)
-        curve.append(
-            {
-                "share": share,
-                "params_kept": params_kept,
-                "flops_kept": flops_kept,
-                **evaluation.score(problem.model),
-            }
+        # The Result's own curve point (same keys as a job's curve), plus the share asked.
+        point = CurvePoint(
+            params_kept=params_kept, flops_kept=flops_kept, **evaluation.score(problem.model)
         )
+        curve.append({"share": share, **point.model_dump()})
         if removed >= family.removable:
             break
     return curve, problem, family

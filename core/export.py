@@ -26,8 +26,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from core.atomic import atomic_path, write_text_atomic
 from core.errors import LoritaError
 from core.lowrank import apply_lowrank_structure, lowrank_structure
+from core.result import Result
 
 FORMAT_VERSION = 1
 DENSE_FILE = "model.safetensors"
@@ -45,23 +47,16 @@ class ExportError(LoritaError):
     kind = "export"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def save_state(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> int:
     """Write the state dict as safetensors (CPU, contiguous, unshared copies); returns bytes."""
     tensors = {
         key: value.detach().to("cpu").contiguous().clone()
         for key, value in model.state_dict().items()
     }
-    temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=metadata or {"format": "pt"})
-    # safetensors creates owner-only files; artifacts are as readable as the report.
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata or {"format": "pt"})
+        # safetensors creates owner-only files; artifacts are as readable as the report.
+        os.chmod(temporary, 0o644)
     return path.stat().st_size
 
 
@@ -69,17 +64,15 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> N
     """Export `model` (eval mode, CPU float32) with a dynamic batch axis and verify it."""
     model = model.to("cpu", torch.float32).eval()
     example = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0))
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with warnings.catch_warnings():
-            # Exporter chatter (deprecations, constant folding notes) is not for users.
-            warnings.simplefilter("ignore")
-            _export(model, example, temporary)
-    except Exception as error:  # noqa: BLE001 - reported to the user as an export failure
-        temporary.unlink(missing_ok=True)
-        raise ExportError(f"ONNX export failed: {error}") from error
-    verify_onnx(model, temporary, input_shape)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        try:
+            with warnings.catch_warnings():
+                # Exporter chatter (deprecations, constant folding notes) is not for users.
+                warnings.simplefilter("ignore")
+                _export(model, example, temporary)
+        except Exception as error:  # noqa: BLE001 - reported to the user as an export failure
+            raise ExportError(f"ONNX export failed: {error}") from error
+        verify_onnx(model, temporary, input_shape)
 
 
 def _export(model: nn.Module, example: torch.Tensor, temporary: Path) -> None:
@@ -183,7 +176,7 @@ def save_artifacts(
         structure=lowrank_structure(lowrank_model),
         extra=extra_metadata,
     )
-    _atomic_write_text(out_dir / LOWRANK_META, json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out_dir / LOWRANK_META, json.dumps(meta, indent=2) + "\n")
     sizes[LOWRANK_META] = (out_dir / LOWRANK_META).stat().st_size
     export_onnx(lowrank_model, input_shape, out_dir / ONNX_FILE)
     sizes[ONNX_FILE] = (out_dir / ONNX_FILE).stat().st_size
@@ -192,9 +185,16 @@ def save_artifacts(
     return sizes
 
 
-def write_report(out_dir: Path, report: dict[str, Any]) -> int:
+def write_report(out_dir: Path, result: Result | dict[str, Any]) -> int:
+    """report.json: the Result's own JSON (`Result.model_validate_json` reads it back).
+
+    A plain dict is written as given (a partial report of exported weights alone)."""
     path = Path(out_dir) / REPORT_FILE
-    _atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    if isinstance(result, Result):
+        text = result.model_dump_json(indent=2)
+    else:
+        text = json.dumps(result, indent=2)
+    write_text_atomic(path, text + "\n")
     return path.stat().st_size
 
 

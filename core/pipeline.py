@@ -8,7 +8,6 @@ trained with the same recipe and compressed with the same strategy, for comparis
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,25 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from core.batching import Batches
+from core.devices import resolve_device
 from core.errors import DataError, SpecError
 from core.events import EventSink, StopCheck, ignore_event, never_stop
 from core.export import ARTIFACTS, DENSE_FILE, LOWRANK_FILE, save_artifacts, write_report
 from core.factorize import eligible_layers, factorize, merge
-from core.lowrank import LOWRANK_TYPES, singular_values, to_lowrank, truncate, weight_matrix
-from core.measure import count_flops, count_params, measure_latency_ms
+from core.lowrank import (
+    LOWRANK_TYPES,
+    dense_from_lowrank,
+    singular_values,
+    to_lowrank,
+    truncate,
+    weight_matrix,
+)
+from core.measure import count_flops, count_params, evaluate, measure_latency_ms
 from core.ranks import RankChoice, choose_ranks
 from core.recipes import resolve_spec
+from core.result import RankSearchBlock, Result
 from core.spec import JobSpec
-from core.train import evaluate_batches, seed_everything, train_model
+from core.train import seed_everything, train_model
 
 # Share of the job's progress bar each phase gets (training dominates the time).
 TRAIN_END = 0.75
@@ -36,21 +43,6 @@ FINETUNE_END = 0.92
 # The data split is a property of the dataset, not of a run: the same for every seed.
 SPLIT_SEED = 0
 FINETUNE_LR_SCALE = 0.1
-
-
-def resolve_device(device: str | None) -> str:
-    if device is None or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SpecError(
-                f"device {device!r} was requested but CUDA is not available here; "
-                "use device 'cpu' or run on a machine with an NVIDIA GPU"
-            )
-        return device
-    if device == "cpu":
-        return device
-    raise SpecError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
 
 
 class _Progress:
@@ -128,29 +120,6 @@ def _build(spec: JobSpec, factor: int, seed: int) -> nn.Module:
         forward_order=spec.lorita.forward_order,
         inplace=True,
     )
-
-
-def _dense_from_lowrank(lowrank: nn.Module, template: nn.Module) -> nn.Module:
-    """The original-structure model computing the same function as a low-rank model."""
-    dense = copy.deepcopy(template)
-    state = dict(lowrank.state_dict())
-    for name, module in lowrank.named_modules():
-        if isinstance(module, LOWRANK_TYPES):
-            first, second = module[0].weight, module[1].weight
-            product = second.reshape(second.shape[0], -1) @ first.reshape(first.shape[0], -1)
-            target = dense.get_submodule(name).weight
-            state[f"{name}.weight"] = product.reshape(target.shape)
-            state.pop(f"{name}.0.weight")
-            state.pop(f"{name}.1.weight")
-            if f"{name}.1.bias" in state:
-                state[f"{name}.bias"] = state.pop(f"{name}.1.bias")
-    dense.load_state_dict(state, strict=True)
-    return dense
-
-
-def _accuracy(model: nn.Module, dataset: Any, device: str, amp: bool) -> float:
-    accuracy, _ = evaluate_batches(model.to(device), Batches(dataset, 1024, device), amp=amp)
-    return accuracy
 
 
 def _layers_report(
@@ -259,7 +228,7 @@ class _Job:
         ranks = choice.ranks
         lowrank = to_lowrank(merged, ranks).to(device).eval()
         truncated = truncate(merged, ranks).to(device).eval()
-        chosen_test = _accuracy(lowrank, self.splits.test, device, self.amp)
+        chosen_test = evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
         history: list = []
         if spec.compress.finetune_epochs > 0:
             lowrank, truncated, history = self._finetune(lowrank, merged, run)
@@ -270,9 +239,9 @@ class _Job:
             "names": names,
             "choice": choice,
             "accuracy": {
-                "uncompressed": _accuracy(merged, self.splits.test, device, self.amp),
+                "uncompressed": evaluate(merged, self.splits.test, device, amp=self.amp).accuracy,
                 "compressed": (
-                    _accuracy(lowrank, self.splits.test, device, self.amp)
+                    evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
                     if history
                     else chosen_test
                 ),
@@ -304,11 +273,11 @@ class _Job:
         if whole and choice.reference_val_accuracy is not None:
             uncompressed = choice.reference_val_accuracy
         else:
-            uncompressed = _accuracy(merged, self.splits.val, self.device, self.amp)
+            uncompressed = evaluate(merged, self.splits.val, self.device, amp=self.amp).accuracy
         if whole and not finetuned and choice.val_accuracy is not None:
             compressed = choice.val_accuracy
         else:
-            compressed = _accuracy(lowrank, self.splits.val, self.device, self.amp)
+            compressed = evaluate(lowrank, self.splits.val, self.device, amp=self.amp).accuracy
         return {"uncompressed": uncompressed, "compressed": compressed}
 
     def _finetune(
@@ -335,7 +304,7 @@ class _Job:
             progress_span=(RANKS_END, FINETUNE_END),
         )
         lowrank.eval()
-        return lowrank, _dense_from_lowrank(lowrank, merged).eval(), history
+        return lowrank, dense_from_lowrank(lowrank, merged).eval(), history
 
 
 def _curve_with_test(choice: RankChoice, chosen_test: float) -> list[dict[str, Any]]:
@@ -354,21 +323,37 @@ def _curve_with_test(choice: RankChoice, chosen_test: float) -> list[dict[str, A
     return curve
 
 
-_PUBLIC_KEYS = (
-    "accuracy",
-    "params",
-    "flops",
-    "latency_ms",
-    "ranks",
-    "curve",
-    "chosen",
-    "val_accuracy",
-)
-
-
 def _in_memory_size(model: nn.Module) -> int:
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     return len(safetensors_bytes(tensors))
+
+
+def _rank_search_block(
+    compressed: dict[str, Any], history: list, file_size_bytes: dict[str, int]
+) -> RankSearchBlock:
+    """The Result block of one trained and compressed model (the LoRITa one or the N=1
+    baseline): the same function for both, so their blocks cannot drift apart."""
+    return RankSearchBlock(
+        accuracy=compressed["accuracy"],
+        params=compressed["params"],
+        flops=compressed["flops"],
+        latency_ms=compressed["latency_ms"],
+        file_size_bytes=file_size_bytes,
+        curve=compressed["curve"],
+        val_accuracy=compressed["val_accuracy"],
+        ranks=compressed["ranks"],
+        chosen=compressed["chosen"],
+        layers=_layers_report(
+            compressed["merged"],
+            compressed["names"],
+            compressed["ranks"],
+            compressed["lowrank"],
+            compressed["choice"].spectra,
+        ),
+        history=history,
+        rank_search=compressed["rank_search"],
+        finetune_history=compressed["finetune_history"] or None,
+    )
 
 
 def run_job(
@@ -381,7 +366,7 @@ def run_job(
     on_event: EventSink = ignore_event,
     should_stop: StopCheck = never_stop,
     checkpoint_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> Result:
     """Run a whole compression job; returns the Result (also written as report.json)."""
     device = resolve_device(device)
     out_dir = Path(out_dir)
@@ -414,23 +399,13 @@ def run_job(
     if baseline_model is not None:
         baseline = job.compress(baseline_model, "baseline", (search_end, RANKS_END))
         timings["rank_search"] += baseline["rank_search"]["time_s"]
-        baseline_block = {key: baseline[key] for key in _PUBLIC_KEYS}
-        baseline_block.update(
+        baseline_block = _rank_search_block(
+            baseline,
+            baseline_history,
             {
-                "file_size_bytes": {
-                    "uncompressed": _in_memory_size(baseline["merged"]),
-                    "compressed": _in_memory_size(baseline["lowrank"]),
-                },
-                "layers": _layers_report(
-                    baseline["merged"],
-                    baseline["names"],
-                    baseline["ranks"],
-                    baseline["lowrank"],
-                    baseline["choice"].spectra,
-                ),
-                "history": baseline_history,
-                "rank_search": baseline["rank_search"],
-            }
+                "uncompressed": _in_memory_size(baseline["merged"]),
+                "compressed": _in_memory_size(baseline["lowrank"]),
+            },
         )
 
     progress.stage(
@@ -452,34 +427,19 @@ def run_job(
     )
     timings["export"] = time.monotonic() - started
 
-    result: dict[str, Any] = {key: main[key] for key in _PUBLIC_KEYS}
-    result.update(
-        {
-            "file_size_bytes": {
-                "uncompressed": sizes[DENSE_FILE],
-                "compressed": sizes[LOWRANK_FILE],
-            },
-            "layers": _layers_report(
-                main["merged"],
-                main["names"],
-                main["ranks"],
-                main["lowrank"],
-                main["choice"].spectra,
-            ),
-            "artifacts": list(ARTIFACTS),
-            "spec": spec.model_dump(mode="json"),
-            "device": device,
-            "factor": factor,
-            "timings_s": timings,
-            "history": history,
-            "rank_search": main["rank_search"],
-        }
+    main_block = _rank_search_block(
+        main, history, {"uncompressed": sizes[DENSE_FILE], "compressed": sizes[LOWRANK_FILE]}
     )
-    if main["finetune_history"]:
-        result["finetune_history"] = main["finetune_history"]
-    if baseline_block is not None:
-        result["baseline"] = baseline_block
+    result = Result(
+        **dict(main_block),
+        artifacts=list(ARTIFACTS),
+        spec=spec.model_dump(mode="json"),
+        device=device,
+        factor=factor,
+        timings_s=timings,
+        baseline=baseline_block,
+    )
     write_report(out_dir, result)
     progress.stage("done", "finished", 1.0)
-    progress.forward({"type": "result", "result": result})
+    progress.forward({"type": "result", "result": result.model_dump(mode="json")})
     return result

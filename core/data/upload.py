@@ -7,7 +7,8 @@
       (then 20% of each class is held out as the test set, seeded).
 
 `validate_upload` checks a file without loading its images into tensors and
-raises DataError with what to fix; `read_upload` loads it.
+raises DataError with what to fix; `read_upload` loads it. Validation needs only
+numpy (and Pillow for zips): the API checks uploads without importing torch.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import os
 import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from core.catalog import DatasetInfo
 from core.data.safezip import DEFAULT_MAX_FILES, checked_entries, open_zip
-from core.data.splits import DatasetInfo, RawDataset, as_tensor_images
 from core.errors import DataError
+
+if TYPE_CHECKING:
+    from core.data.splits import RawDataset
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB on disk
 DEFAULT_MAX_UNCOMPRESSED_BYTES = 4 << 30  # 4 GiB once expanded
@@ -249,6 +253,10 @@ class _NpzUpload:
         )
 
     def load(self) -> RawDataset:
+        import torch
+
+        from core.data.splits import RawDataset, as_tensor_images
+
         layouts, labels = self._check()
         num_classes, names = self._classes(labels)
         images = {}
@@ -423,6 +431,10 @@ class _FolderZipUpload:
         )
 
     def load(self) -> RawDataset:
+        import torch
+
+        from core.data.splits import RawDataset
+
         channels, size = self._scan()
         test = self._test_mask()
         mode = "L" if channels == 1 else "RGB"

@@ -31,3 +31,9 @@ class FCN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x.flatten(1))
+
+
+def build_fcn(
+    num_classes: int, in_channels: int, image_size: int, hidden: Sequence[int] = DEFAULT_HIDDEN
+) -> FCN:
+    return FCN(in_channels * image_size * image_size, num_classes, hidden)

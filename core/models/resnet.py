@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DEPTHS = {"resnet20": 20, "resnet56": 56}
 STAGE_WIDTHS = (16, 32, 64)
 
 
@@ -75,3 +74,8 @@ class CifarResNet(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.pool(x).flatten(1))
+
+
+def build_resnet(num_classes: int, in_channels: int, image_size: int, *, depth: int) -> CifarResNet:
+    """The registry's builder; the image size does not matter (global pooling)."""
+    return CifarResNet(depth, num_classes, in_channels)

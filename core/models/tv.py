@@ -59,14 +59,12 @@ def _forward_ok(model: nn.Module, in_channels: int, size: int) -> bool:
     return True
 
 
-def build_torchvision(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def build_torchvision(
+    num_classes: int, in_channels: int, image_size: int, *, name: str
+) -> nn.Module:
+    """The registry's builder for "tv:NAME" (the catalog has checked NAME already)."""
     from torchvision import models
 
-    if name not in models.list_models(module=models):
-        raise SpecError(
-            f"tv:{name} is not a torchvision classification model; choose one of "
-            f"{', '.join(models.list_models(module=models))}"
-        )
     try:
         model = models.get_model(
             name, weights=None, num_classes=num_classes, **_builder_options(name, image_size)

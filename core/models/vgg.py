@@ -1,4 +1,4 @@
-"""VGG with BatchNorm, CIFAR style (conv stack + small classifier).
+"""VGG, CIFAR style (conv stack + small classifier), with or without BatchNorm.
 
 Max-pooling layers are only placed while the feature map is still larger than
 1x1, so the same configuration works for 8x8, 28x28 and 32x32 inputs; an
@@ -22,7 +22,9 @@ CONFIGS: dict[str, list[int | str]] = {
 }
 
 
-def _features(config: list[int | str], in_channels: int, image_size: int) -> nn.Sequential:
+def _features(
+    config: list[int | str], in_channels: int, image_size: int, batch_norm: bool
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     channels, size = in_channels, image_size
     for item in config:
@@ -32,27 +34,35 @@ def _features(config: list[int | str], in_channels: int, image_size: int) -> nn.
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
                 size = (size + 1) // 2
             continue
-        layers += [
-            nn.Conv2d(channels, int(item), kernel_size=3, padding=1),
-            nn.BatchNorm2d(int(item)),
-            nn.ReLU(inplace=True),
-        ]
+        layers.append(nn.Conv2d(channels, int(item), kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(int(item)))
+        layers.append(nn.ReLU(inplace=True))
         channels = int(item)
     return nn.Sequential(*layers)
 
 
 class VGG(nn.Module):
-    def __init__(self, arch: str, num_classes: int, in_channels: int, image_size: int) -> None:
+    """`layout` is a key of CONFIGS; without `batch_norm` the conv and hidden Linear
+    layers are followed by ReLU only (the original VGG)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        *,
+        layout: str,
+        batch_norm: bool = True,
+    ) -> None:
         super().__init__()
-        config = CONFIGS[arch]
-        self.features = _features(config, in_channels, image_size)
+        config = CONFIGS[layout]
+        self.features = _features(config, in_channels, image_size, batch_norm)
         self.pool = nn.AdaptiveAvgPool2d(1)
         width = int([c for c in config if c != POOL][-1])
+        norm = [nn.BatchNorm1d(width)] if batch_norm else []
         self.classifier = nn.Sequential(
-            nn.Linear(width, width),
-            nn.BatchNorm1d(width),
-            nn.ReLU(inplace=True),
-            nn.Linear(width, num_classes),
+            nn.Linear(width, width), *norm, nn.ReLU(inplace=True), nn.Linear(width, num_classes)
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,9 +1,13 @@
-"""The model zoo builds every architecture for the dataset shapes the service meets."""
+"""The model zoo builds every architecture for the dataset shapes the service meets,
+and the torch-free registry (core.catalog) agrees with the code it points at."""
 
 import pytest
 import torch
 from torch import nn
+from torchvision import models as tv_models
 
+from core.catalog import REGISTRY, ArchRegistry, Family, Recipe, default_recipe
+from core.catalog.torchvision_names import TORCHVISION_MODELS
 from core.errors import SpecError
 from core.models import (
     arch_family,
@@ -12,6 +16,7 @@ from core.models import (
     default_exclude,
     is_known_arch,
 )
+from core.models.vgg import VGG
 from core.models.vit import auto_patch_size
 
 
@@ -99,3 +104,67 @@ def test_arch_family():
     }
     with pytest.raises(SpecError):
         arch_family("lenet")
+
+
+def test_static_torchvision_names_match_the_installed_torchvision():
+    # The API checks tv:NAME against this list without importing torchvision.
+    assert list(TORCHVISION_MODELS) == tv_models.list_models(module=tv_models)
+
+
+def test_every_registered_builder_imports_and_takes_its_fixed_arguments():
+    for arch in available_archs():
+        entry = REGISTRY.lookup(arch)
+        assert callable(entry.load_builder()), entry.builder
+        assert entry.family in REGISTRY.families
+    model = REGISTRY.lookup("tv:resnet18")
+    assert callable(model.load_builder()) and model.fixed == {"name": "resnet18"}
+
+
+def test_vgg_builds_without_batchnorm_for_a_registry_entry():
+    plain = VGG(10, 3, 32, layout="vgg11", batch_norm=False)
+    assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in plain.modules())
+    with_bn = VGG(10, 3, 32, layout="vgg11")
+    convs = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 8 == len([m for m in with_bn.modules() if isinstance(m, nn.Conv2d)])
+    assert _forward(plain, 3, 32).shape == (3, 10)
+
+
+def _registry() -> ArchRegistry:
+    registry = ArchRegistry()
+    recipe = Recipe(30, 5e-4, 128, "sgd", 0.05, 0.9, "cosine", 0.1)
+    registry.add_family(Family("vgg", recipe, channels_last=True))
+    return registry
+
+
+def test_an_entry_may_override_its_familys_recipe():
+    registry = _registry()
+    registry.register("plain", "vgg", "core.models.vgg:VGG", fixed={"layout": "vgg11"})
+    registry.register(
+        "plain_nobn",
+        "vgg",
+        "core.models.vgg:VGG",
+        fixed={"layout": "vgg11", "batch_norm": False},
+        recipe={"lr": 0.01},
+    )
+    assert registry.recipe_of("plain").lr == 0.05
+    assert registry.recipe_of("plain_nobn").lr == 0.01
+    assert registry.recipe_of("plain_nobn").epochs == 30
+
+
+def test_registry_refuses_inconsistent_declarations():
+    registry = _registry()
+    registry.register("a", "vgg", "core.models.vgg:VGG")
+    with pytest.raises(ValueError, match="twice"):
+        registry.register("a", "vgg", "core.models.vgg:VGG")
+    with pytest.raises(ValueError, match="unknown family"):
+        registry.register("b", "transformer", "core.models.vit:SimpleViT")
+    with pytest.raises(ValueError, match="unknown recipe fields"):
+        registry.register("c", "vgg", "core.models.vgg:VGG", recipe={"learning_rate": 1})
+
+
+def test_default_recipe_comes_from_the_family():
+    fcn, vit = default_recipe("fcn", image_size=28), default_recipe("simplevit", image_size=32)
+    assert (fcn["optimizer"], fcn["weight_decay"], fcn["augment"]) == ("adam", 1e-4, False)
+    assert (vit["optimizer"], vit["weight_decay"], vit["augment"]) == ("adamw", 5e-2, True)
+    assert default_recipe("tv:resnet18", image_size=8)["augment"] is False  # too small to crop
+    assert default_recipe("resnet20") == default_recipe("tv:resnet18")

@@ -53,25 +53,26 @@ def test_composition_lowers_the_kept_rank_at_equal_tolerance(tmp_path, seed):
     accuracy tolerance on the validation split, N=3 needs a lower total rank than N=1."""
     events = []
     result = run_job(_spec(train={"seed": seed}), tmp_path, device="cpu", on_event=events.append)
-    baseline = result["baseline"]
-    lorita_rank = sum(result["ranks"].values())
-    plain_rank = sum(baseline["ranks"].values())
+    baseline = result.baseline
+    lorita_rank = sum(result.ranks.values())
+    plain_rank = sum(baseline.ranks.values())
     # Both models are good, and both stay within the tolerance on validation.
     for block in (result, baseline):
-        assert block["val_accuracy"]["uncompressed"] > 0.93
-        drop = block["val_accuracy"]["uncompressed"] - block["val_accuracy"]["compressed"]
+        assert block.val_accuracy.uncompressed > 0.93
+        drop = block.val_accuracy.uncompressed - block.val_accuracy.compressed
         assert drop <= 0.01 + 1e-9
-    assert lorita_rank < plain_rank, (result["ranks"], baseline["ranks"])
-    assert result["params"]["compressed"] < baseline["params"]["compressed"]
+    assert lorita_rank < plain_rank, (result.ranks, baseline.ranks)
+    assert result.params.compressed < baseline.params.compressed
 
-    assert set(result) >= RESULT_KEYS
+    document = result.model_dump(mode="json")
+    assert set(document) >= RESULT_KEYS
     assert {"accuracy", "params", "flops", "latency_ms", "ranks", "curve", "chosen"} <= set(
-        baseline
+        document["baseline"]
     )
     progress = [e["progress"] for e in events if "progress" in e]
     assert progress == sorted(progress) and progress[-1] == 1.0
     assert {e["run"] for e in events if e["type"] == "epoch"} == {"lorita", "baseline"}
-    assert events[-1] == {"type": "result", "result": result}
+    assert events[-1] == {"type": "result", "result": document}
 
 
 def test_cancel_stops_the_job(tmp_path):
@@ -93,7 +94,7 @@ def test_interrupted_job_resumes_from_its_checkpoint(tmp_path):
     events = []
     result = run_job(spec, tmp_path / "b", checkpoint_dir=checkpoints, on_event=events.append)
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [2]
-    assert [e["epoch"] for e in result["history"]] == [1, 2]
+    assert [e.epoch for e in result.history] == [1, 2]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -122,13 +123,13 @@ def test_reported_numbers_match_the_exported_model(tmp_path):
     splits = load_dataset("digits", val_fraction=0.25)
     val_accuracy, _ = evaluate(model, splits.val)
     test_accuracy, _ = evaluate(model, splits.test)
-    assert val_accuracy == pytest.approx(result["val_accuracy"]["compressed"], abs=1e-6)
-    assert test_accuracy == pytest.approx(result["accuracy"]["compressed"], abs=1e-6)
-    for name, layer in result["layers"].items():
-        spectrum = layer["singular_values"]
-        assert len(spectrum) == layer["full_rank"]
+    assert val_accuracy == pytest.approx(result.val_accuracy.compressed, abs=1e-6)
+    assert test_accuracy == pytest.approx(result.accuracy.compressed, abs=1e-6)
+    for name, layer in result.layers.items():
+        spectrum = layer.singular_values
+        assert len(spectrum) == layer.full_rank
         assert spectrum == sorted(spectrum, reverse=True)
-        if not layer["factorized"] and layer["rank"] == layer["full_rank"]:
+        if not layer.factorized and layer.rank == layer.full_rank:
             dense = model.get_submodule(name)
             expected = torch.linalg.svdvals(weight_matrix(dense).double())
             assert torch.allclose(
