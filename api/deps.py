@@ -1,4 +1,5 @@
-"""Request dependencies: settings, a database session, the signed-in user."""
+"""Request dependencies: settings, a database session, the signed-in user, and the
+user's own job or dataset named in the path (404 for anyone else's)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from api.errors import not_found
+from store.datasets import get_owned_dataset
 from store.db import session_factory
-from store.models import User
+from store.jobs import get_owned_job
+from store.models import Dataset, Job, User
 from store.settings import Settings
 from store.tokens import verify_token
 
@@ -58,3 +62,24 @@ def get_current_user(request: Request, session: SessionDep) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def owned_job(job_id: str, session: SessionDep, user: CurrentUser) -> Job:
+    # Someone else's job answers 404 like a missing one: ids of others are not revealed.
+    job = get_owned_job(session, job_id, user.id)
+    if job is None:
+        raise not_found("job")
+    return job
+
+
+OwnedJob = Annotated[Job, Depends(owned_job)]
+
+
+def owned_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> Dataset:
+    row = get_owned_dataset(session, dataset_id, user.id)
+    if row is None:
+        raise not_found("dataset")
+    return row
+
+
+OwnedDataset = Annotated[Dataset, Depends(owned_dataset)]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import RedirectResponse
 
+import lorita
+from api.dashboard import routes as dashboard
 from api.redact import install_token_redaction
 from api.routes import artifacts, datasets, events, health, jobs, session
 from store.artifacts import dataset_files
@@ -17,22 +17,6 @@ from store.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("lorita.api")
-
-
-def include_dashboard(app: FastAPI) -> bool:
-    """The dashboard lives in api.dashboard (optional): `install(app)` if it defines one
-    (to mount static files), else its `router`. It serves `/`."""
-    try:
-        module = importlib.import_module("api.dashboard.routes")
-    except ModuleNotFoundError as error:
-        if error.name and (error.name == "api.dashboard" or error.name.startswith("api.dashboard")):
-            return False
-        raise
-    if hasattr(module, "install"):
-        module.install(app)
-    else:
-        app.include_router(module.router)
-    return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="LoRITa compression service",
-        version="0.1.0",
+        version=lorita.__version__,
         description="Train with LoRITa, merge, truncate the SVD, download the compressed "
         "model. Every route except /healthz and the docs needs `Authorization: Bearer TOKEN`.",
         lifespan=lifespan,
@@ -66,11 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(session.page_router)
-
-    if not include_dashboard(app):
-
-        @app.get("/", include_in_schema=False)
-        def index():
-            return RedirectResponse("/docs")
-
+    app.include_router(dashboard.router)
+    dashboard.mount_static(app)
     return app

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.result import Result, ResultMetrics, ResultSummary
 from store.models import Job
 
 
@@ -33,11 +34,41 @@ class JobSummary(BaseModel):
     failure_reason: str | None
     failure_kind: str | None
     retry_of: str | None
+    # What a list row shows besides the columns, so a list needs no request per job.
+    factor: int | None = Field(None, description="LoRITa factor N of the spec")
+    baseline: bool = Field(False, description="an N=1 baseline is trained too")
+    summary: ResultSummary | None = Field(
+        None, description="accuracy, params and FLOPs before/after, once succeeded"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_job(cls, data: Any) -> Any:
+        """From a Job row: its columns, plus the list fields read from spec and result."""
+        if not isinstance(data, Job):
+            return data
+        row = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        spec = data.spec or {}
+        row["factor"] = (spec.get("lorita") or {}).get("factor")
+        row["baseline"] = bool(spec.get("baseline"))
+        row["summary"] = result_summary(data.result)
+        return row
+
+
+def result_summary(result: dict[str, Any] | None) -> ResultSummary | None:
+    """The list numbers of a stored result; None before success or for a result that
+    lacks them (one odd row must not break the whole list)."""
+    if not result:
+        return None
+    try:
+        return ResultSummary.model_validate(result)
+    except ValidationError:
+        return None
 
 
 class JobDetail(JobSummary):
     spec: dict[str, Any]
-    result: dict[str, Any] | None
+    result: Result | None
 
 
 class JobList(BaseModel):
@@ -66,7 +97,7 @@ class JobMetrics(BaseModel):
     job_id: str
     status: str
     epochs: list[EpochMetric]
-    compression: dict[str, Any] | None
+    compression: ResultMetrics | None
 
 
 class Artifact(BaseModel):
@@ -96,27 +127,17 @@ class Me(BaseModel):
     name: str
 
 
-# Result keys repeated by GET /jobs/{id}/metrics (the full result is in GET /jobs/{id}).
-COMPRESSION_KEYS = (
-    "accuracy",
-    "val_accuracy",
-    "params",
-    "flops",
-    "latency_ms",
-    "file_size_bytes",
-    "ranks",
-    "chosen",
-    "factor",
-    "device",
-    "timings_s",
-)
+def job_summary(job: Job) -> JobSummary:
+    return JobSummary.model_validate(job)
 
 
 def job_detail(job: Job) -> JobDetail:
     return JobDetail.model_validate(job)
 
 
-def compression_summary(result: dict[str, Any] | None) -> dict[str, Any] | None:
+def compression_summary(result: dict[str, Any] | None) -> ResultMetrics | None:
+    """The stored result's numbers that GET /jobs/{id}/metrics repeats (the full result
+    is in GET /jobs/{id})."""
     if not result:
         return None
-    return {key: result[key] for key in COMPRESSION_KEYS if key in result}
+    return ResultMetrics.model_validate(result)

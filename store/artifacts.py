@@ -2,7 +2,7 @@
 
 `ArtifactStore` is the interface the API and the worker use; `LocalArtifactStore`
 keeps files in a folder (the default). An object-storage store only needs the same
-four methods.
+four methods (and a download route that redirects instead of sending a local file).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from store.settings import Settings, get_settings
 
@@ -52,8 +52,9 @@ class ArtifactStore(Protocol):
 
     def list(self, job_id: str) -> list[ArtifactInfo]: ...
 
-    def open(self, job_id: str, name: str) -> BinaryIO:
-        """Raises FileNotFoundError for an unknown name."""
+    def path(self, job_id: str, name: str) -> Path:
+        """The local file of one artifact, to be served as is (Range, ETag).
+        Raises FileNotFoundError for an unknown name."""
 
     def delete(self, job_id: str) -> None:
         """Remove every file of the job (artifacts and scratch data)."""
@@ -94,10 +95,11 @@ class LocalArtifactStore:
             if p.is_file()
         ]
 
-    def open(self, job_id: str, name: str) -> BinaryIO:
+    def path(self, job_id: str, name: str) -> Path:
+        # Only names the listing shows: a name with "/" or ".." never reaches the disk.
         if name not in {info.name for info in self.list(job_id)}:
             raise FileNotFoundError(name)
-        return open(self._artifact_dir(job_id) / name, "rb")  # noqa: SIM115 (caller closes)
+        return self._artifact_dir(job_id) / name
 
     def delete(self, job_id: str) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)

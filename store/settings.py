@@ -11,8 +11,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.paths import default_data_dir
 
 
 def default_state_dir() -> Path:
@@ -21,134 +23,109 @@ def default_state_dir() -> Path:
     return Path(base) / "lorita"
 
 
-def default_data_dir() -> Path:
-    """Built-in dataset cache, shared with the CLI (same rule as core.data)."""
-    return Path(os.environ.get("LORITA_DATA_DIR") or Path.home() / ".cache" / "lorita" / "data")
-
-
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Each field reads the environment variable of its name in capitals (DATABASE_URL,
+    # ...): pydantic-settings matches names case-insensitively, so no aliases are needed.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     state_dir: Path = Field(
         default_factory=default_state_dir,
-        validation_alias=AliasChoices("STATE_DIR", "state_dir"),
         description="Local state folder of the embedded mode (SQLite files, artifacts, uploads, "
         "the local sign-in token). Default: $XDG_DATA_HOME/lorita or ~/.local/share/lorita.",
     )
     database_url: str = Field(
         "",
-        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
         description="SQLAlchemy URL of the job database, e.g. "
         "postgresql+psycopg://lorita:secret@db:5432/lorita. Default: SQLite file "
         "STATE_DIR/lorita.db.",
     )
     broker_url: str = Field(
         "",
-        validation_alias=AliasChoices("BROKER_URL", "broker_url"),
         description="Celery broker URL, e.g. redis://redis:6379/0. Default: an embedded broker "
         "kept in the SQLite file STATE_DIR/broker.db (sqla+sqlite://), no server needed.",
     )
     artifact_dir: Path | None = Field(
         None,
-        validation_alias=AliasChoices("ARTIFACT_DIR", "artifact_dir"),
         description="Folder for job artifacts and per-job training checkpoints; workers on other "
         "machines must see the same folder (shared volume) to resume each other's jobs. "
         "Default: STATE_DIR/artifacts.",
     )
     dataset_dir: Path | None = Field(
         None,
-        validation_alias=AliasChoices("DATASET_DIR", "dataset_dir"),
         description="Folder for uploaded datasets (shared by API and workers). "
         "Default: STATE_DIR/datasets.",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        validation_alias=AliasChoices("DATA_DIR", "LORITA_DATA_DIR", "data_dir"),
         description="Cache of built-in datasets (digits, mnist, ...). Default: LORITA_DATA_DIR "
         "or ~/.cache/lorita/data.",
     )
     upload_max_bytes: int = Field(
         512 * 1024**2,
         ge=1,
-        validation_alias=AliasChoices("UPLOAD_MAX_BYTES", "upload_max_bytes"),
         description="Largest dataset upload accepted, in bytes (checked while streaming).",
     )
     upload_max_uncompressed_bytes: int = Field(
         4 * 1024**3,
         ge=1,
-        validation_alias=AliasChoices(
-            "UPLOAD_MAX_UNCOMPRESSED_BYTES", "upload_max_uncompressed_bytes"
-        ),
         description="Largest total uncompressed size of an uploaded .npz/.zip (zip bomb guard).",
     )
     worker_device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-        validation_alias=AliasChoices("WORKER_DEVICE", "worker_device"),
         description="Device a worker trains on: auto (CUDA when present), cpu, cuda or cuda:N.",
     )
     queue_name: str = Field(
         "lorita",
-        validation_alias=AliasChoices("QUEUE_NAME", "queue_name"),
         description="Broker queue the API publishes jobs to and workers consume.",
     )
     broker_key_prefix: str = Field(
         "",
-        validation_alias=AliasChoices("BROKER_KEY_PREFIX", "broker_key_prefix"),
         description="Prefix for every Redis key the broker uses (to share one Redis).",
     )
     broker_visibility_timeout_s: int = Field(
         12 * 3600,
         ge=60,
-        validation_alias=AliasChoices("BROKER_VISIBILITY_TIMEOUT_S", "broker_visibility_timeout_s"),
         description="Redis: seconds before an unacknowledged job message is delivered again. "
         "Longer than the longest job; dead workers are detected sooner by heartbeats.",
     )
     job_heartbeat_s: float = Field(
         10.0,
         gt=0,
-        validation_alias=AliasChoices("JOB_HEARTBEAT_S", "job_heartbeat_s"),
         description="How often a worker records that its running job is alive.",
     )
     job_stale_after_s: float = Field(
         120.0,
         gt=0,
-        validation_alias=AliasChoices("JOB_STALE_AFTER_S", "job_stale_after_s"),
         description="A running job whose heartbeat is older than this is taken as orphaned "
         "(its worker died) and queued again; it resumes from its last checkpoint.",
     )
     job_max_attempts: int = Field(
         3,
         ge=1,
-        validation_alias=AliasChoices("JOB_MAX_ATTEMPTS", "job_max_attempts"),
         description="A job whose worker died this many times is failed instead of requeued.",
     )
     auto_migrate: bool | None = Field(
         None,
-        validation_alias=AliasChoices("AUTO_MIGRATE", "auto_migrate"),
         description="Run `alembic upgrade head` on start. Default: on for SQLite (embedded), "
         "off otherwise (the API then refuses to start on an outdated database).",
     )
     public_url: str = Field(
         "",
-        validation_alias=AliasChoices("PUBLIC_URL", "public_url"),
         description="External base URL of the API (e.g. https://lorita.example.org), used in "
         "printed sign-in links. Default: http://HOST:PORT of `lorita serve`.",
     )
     cookie_secure: bool = Field(
         False,
-        validation_alias=AliasChoices("COOKIE_SECURE", "cookie_secure"),
         description="Mark the dashboard sign-in cookie Secure (set when served over HTTPS).",
     )
     sse_heartbeat_s: float = Field(
         15.0,
         gt=0,
-        validation_alias=AliasChoices("SSE_HEARTBEAT_S", "sse_heartbeat_s"),
         description="Seconds between keep-alive comments on an idle event stream.",
     )
     log_level: str = Field(
         "INFO",
-        validation_alias=AliasChoices("LOG_LEVEL", "log_level"),
         description="Log level of API and workers.",
     )
 

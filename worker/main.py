@@ -23,7 +23,7 @@ from store.migrate import ensure_schema
 from store.settings import Settings, get_settings
 from worker.app import celery_app
 from worker.recovery import start_orphan_watch
-from worker.tasks import register_tasks, resolve_device
+from worker.tasks import register_tasks
 
 
 def unique_hostname() -> str:
@@ -55,6 +55,19 @@ def warm_up() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 
+def log_device(setting: str) -> None:
+    """Say at start which device the jobs will use; a setting this machine cannot honour
+    is logged here, and each job then fails with the same message (kind "spec")."""
+    from core.devices import resolve_device
+    from core.errors import SpecError
+
+    log = logging.getLogger("lorita.worker")
+    try:
+        log.info("worker device: %s", resolve_device(setting))
+    except SpecError as error:
+        log.error("WORKER_DEVICE=%s: %s", setting, error)
+
+
 def build_worker_app(settings: Settings) -> Celery:
     app = celery_app(settings)
     register_tasks(app)
@@ -78,8 +91,7 @@ def run_worker(
     )
     ensure_schema(settings)
     warm_up()
-    resolved = resolve_device(settings.worker_device)
-    logging.getLogger("lorita.worker").info("worker device: %s", resolved)
+    log_device(settings.worker_device)
     app = build_worker_app(settings)
 
     @worker_ready.connect(weak=False)

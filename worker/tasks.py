@@ -18,12 +18,13 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
-from sqlalchemy import select
 
+from core.catalog import parse_upload_reference
 from store import jobs as repo
 from store.artifacts import LocalArtifactStore, artifact_store, dataset_files
+from store.datasets import get_owned_dataset
 from store.db import session_scope
-from store.models import CANCELLED, FAILED, FINAL_STATES, QUEUED, SUCCEEDED, Dataset, Job
+from store.models import CANCELLED, FAILED, FINAL_STATES, QUEUED, SUCCEEDED, Job
 from store.settings import Settings
 from worker.app import RUN_JOB_TASK
 
@@ -33,7 +34,6 @@ log = logging.getLogger("lorita.worker")
 # next batch, goes back to the queue and another worker resumes it from its checkpoint.
 SHUTTING_DOWN = threading.Event()
 
-UPLOAD_PREFIX = "upload:"
 STOP_POLL_S = 0.5  # the database is asked about a cancel at most this often
 PROGRESS_WRITE_S = 1.0  # batch progress is written at most this often
 PROGRESS_EVENT_S = 2.0  # and logged as an event at most this often
@@ -58,14 +58,6 @@ def register_tasks(app: Celery) -> None:
         except Exception:  # the last line of defence: the worker must keep serving
             log.exception("job %s: unexpected error outside the pipeline", job_id)
             return "error"
-
-
-def resolve_device(setting: str) -> str:
-    if setting != "auto":
-        return setting
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class DatasetMissing(Exception):
@@ -116,6 +108,7 @@ class JobRun:
             heartbeat.join(timeout=5)
 
     def _run_pipeline(self, spec_data: dict[str, Any], owner_id: int) -> str:
+        from core.devices import is_out_of_memory, resolve_device
         from core.errors import Cancelled, LoritaError
 
         job_dir = self.store.job_dir(self.job_id)
@@ -158,7 +151,7 @@ class JobRun:
         except Exception as error:
             if self.lost.is_set():
                 return self._stopped()
-            if _is_out_of_memory(error):
+            if is_out_of_memory(error):
                 batch = (spec_data.get("train") or {}).get("batch_size") or "the default"
                 return self._fail(
                     f"Out of GPU memory ({_first_line(error)}). Lower train.batch_size "
@@ -171,7 +164,7 @@ class JobRun:
                 "This is a bug or an environment problem; the worker log has the traceback.",
                 "internal",
             )
-        return self._succeed(result, out_dir)
+        return self._succeed(result.model_dump(mode="json"), out_dir)
 
     # --- final states --------------------------------------------------------------
 
@@ -235,13 +228,11 @@ class JobRun:
     # --- inputs ----------------------------------------------------------------------
 
     def _dataset_file(self, reference: str, owner_id: int) -> Path | None:
-        if not reference.startswith(UPLOAD_PREFIX):
+        dataset_id = parse_upload_reference(reference)
+        if dataset_id is None:
             return None
-        dataset_id = reference[len(UPLOAD_PREFIX) :]
         with session_scope(self.settings) as session:
-            row = session.scalar(
-                select(Dataset).where(Dataset.id == dataset_id, Dataset.owner_id == owner_id)
-            )
+            row = get_owned_dataset(session, dataset_id, owner_id)
             kind = row.kind if row else None
         if kind is None:
             raise DatasetMissing(
@@ -318,11 +309,6 @@ class JobRun:
                     self._touch(session, {})
             except Exception:
                 log.warning("job %s: heartbeat failed", self.job_id)
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    name = type(error).__name__
-    return name in ("OutOfMemoryError", "OutOfMemory") or "out of memory" in str(error).lower()
 
 
 def _first_line(error: BaseException) -> str:

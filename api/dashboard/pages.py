@@ -1,4 +1,7 @@
-"""The dashboard's pages: one entry per URL shell (template fragment + page script)."""
+"""The dashboard's pages: one entry per URL shell (template fragment + page script).
+
+Adding a page is one entry here (plus its fragment and script): the route is made
+from the entry."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Page:
     key: str
+    path: str  # URL; a {job_id} in it is read by the page script from the address
     title: str
     template: str  # fragment in templates/, placed inside <main>
     script: str  # ES module in static/js/pages/
@@ -18,11 +22,19 @@ class Page:
 PAGES = {
     page.key: page
     for page in (
-        Page("signin", "Sign in", "signin.html", "signin.js"),
-        Page("jobs", "Jobs", "jobs.html", "jobs.js", nav="jobs"),
-        Page("new", "New job", "new_job.html", "new_job.js", nav="new"),
-        Page("job", "Job", "job.html", "job.js", nav="jobs", charts=True),
-        Page("datasets", "Datasets", "datasets.html", "datasets.js", nav="datasets"),
-        Page("compare", "Compare jobs", "compare.html", "compare.js", nav="compare", charts=True),
+        Page("signin", "/signin", "Sign in", "signin.html", "signin.js"),
+        Page("jobs", "/", "Jobs", "jobs.html", "jobs.js", nav="jobs"),
+        Page("new", "/jobs/new", "New job", "new_job.html", "new_job.js", nav="new"),
+        Page("job", "/jobs/{job_id}", "Job", "job.html", "job.js", nav="jobs", charts=True),
+        Page("datasets", "/datasets", "Datasets", "datasets.html", "datasets.js", nav="datasets"),
+        Page(
+            "compare",
+            "/compare",
+            "Compare jobs",
+            "compare.html",
+            "compare.js",
+            nav="compare",
+            charts=True,
+        ),
     )
 }

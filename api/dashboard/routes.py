@@ -17,8 +17,9 @@ from functools import cache, lru_cache
 from pathlib import Path
 from string import Template
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from api.dashboard.data import router as data_router
 from api.dashboard.pages import PAGES, Page
@@ -26,6 +27,10 @@ from api.dashboard.pages import PAGES, Page
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 TEMPLATE_DIR = HERE / "templates"
+
+# The host's MIME tables decide StaticFiles' types; module scripts must be JavaScript.
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/css", ".css")
 
 # Own assets change with the code: let the browser revalidate them every time.
 OWN_ASSET_CACHE = "no-cache"
@@ -97,39 +102,16 @@ NAV_LINKS = (
 )
 
 
-def _page_response(key: str) -> HTMLResponse:
-    return HTMLResponse(render_page(PAGES[key]), headers=PAGE_HEADERS)
+def _add_page_route(page: Page) -> None:
+    # Pages carry no user data (the script fetches it), so they need no sign-in.
+    def show_page() -> HTMLResponse:
+        return HTMLResponse(render_page(page), headers=PAGE_HEADERS)
+
+    router.add_api_route(page.path, show_page, methods=["GET"], response_class=HTMLResponse)
 
 
-@router.get("/", response_class=HTMLResponse)
-def jobs_page() -> HTMLResponse:
-    return _page_response("jobs")
-
-
-@router.get("/signin", response_class=HTMLResponse)
-def signin_page() -> HTMLResponse:
-    return _page_response("signin")
-
-
-@router.get("/jobs/new", response_class=HTMLResponse)
-def new_job_page() -> HTMLResponse:
-    return _page_response("new")
-
-
-@router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: str) -> HTMLResponse:
-    # The id is read by the page script from the URL; unknown ids show a message there.
-    return _page_response("job")
-
-
-@router.get("/datasets", response_class=HTMLResponse)
-def datasets_page() -> HTMLResponse:
-    return _page_response("datasets")
-
-
-@router.get("/compare", response_class=HTMLResponse)
-def compare_page() -> HTMLResponse:
-    return _page_response("compare")
+for _page in PAGES.values():
+    _add_page_route(_page)
 
 
 @router.api_route("/static/vendor/plotly-{version}.min.js", methods=["GET", "HEAD"])
@@ -140,24 +122,17 @@ def plotly_js(version: str) -> FileResponse:
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": VENDOR_CACHE})
 
 
-@router.api_route("/static/{asset_path:path}", methods=["GET", "HEAD"])
-def static_asset(asset_path: str) -> FileResponse:
-    # Resolve and check containment so "../" or symlinks cannot reach outside static/.
-    path = (STATIC_DIR / asset_path).resolve()
-    if not path.is_relative_to(STATIC_DIR) or not path.is_file():
-        raise HTTPException(status_code=404, detail="Not Found")
-    media_type = MEDIA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
-    return FileResponse(
-        path,
-        media_type=media_type or "application/octet-stream",
-        headers={"Cache-Control": OWN_ASSET_CACHE, "X-Content-Type-Options": "nosniff"},
-    )
+class DashboardStaticFiles(StaticFiles):
+    """The dashboard's own files (StaticFiles keeps requests inside the folder), marked to
+    be revalidated on every use and never content-sniffed."""
+
+    def file_response(self, *args, **kwargs) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = OWN_ASSET_CACHE
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
-# mimetypes depends on the host's tables; module scripts must be served as JavaScript.
-MEDIA_TYPES = {
-    ".js": "text/javascript",
-    ".css": "text/css",
-    ".svg": "image/svg+xml",
-    ".html": "text/html",
-}
+def mount_static(app: FastAPI) -> None:
+    """Serve static/ under /static (after the router, so the Plotly route comes first)."""
+    app.mount("/static", DashboardStaticFiles(directory=STATIC_DIR), name="static")

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse
 
-from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.deps import OwnedJob, SettingsDep
 from api.errors import not_found
-from api.routes.jobs import owned_job
 from api.schemas import Artifact
 from store.artifacts import artifact_store
 
 router = APIRouter(prefix="/jobs", tags=["artifacts"])
 
-CHUNK = 1024 * 1024
-
 
 @router.get("/{job_id}/artifacts", response_model=list[Artifact])
-def list_artifacts(job_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep):
+def list_artifacts(job: OwnedJob, settings: SettingsDep):
     """Files of the job's export (empty until the job succeeded)."""
-    job = owned_job(session, job_id, user)
     return [
         Artifact(
             name=info.name,
@@ -33,29 +29,13 @@ def list_artifacts(job_id: str, session: SessionDep, user: CurrentUser, settings
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    response_class=StreamingResponse,
+    response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}, "application/json": {}}}},
 )
-def download_artifact(
-    job_id: str, name: str, session: SessionDep, user: CurrentUser, settings: SettingsDep
-):
-    job = owned_job(session, job_id, user)
+def download_artifact(job: OwnedJob, name: str, settings: SettingsDep):
+    """One file; resumable (Range requests) and cacheable (ETag, Last-Modified)."""
     store = artifact_store(settings)
     info = next((item for item in store.list(job.id) if item.name == name), None)
     if info is None:
         raise not_found("artifact")
-    handle = store.open(job.id, name)
-
-    def chunks():
-        with handle:
-            while block := handle.read(CHUNK):
-                yield block
-
-    return StreamingResponse(
-        chunks(),
-        media_type=info.content_type,
-        headers={
-            "Content-Length": str(info.size_bytes),
-            "Content-Disposition": f'attachment; filename="{info.name}"',
-        },
-    )
+    return FileResponse(store.path(job.id, name), media_type=info.content_type, filename=info.name)

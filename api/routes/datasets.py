@@ -13,18 +13,17 @@ from pathlib import PurePath
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.errors import not_found
+from api.deps import CurrentUser, OwnedDataset, SessionDep, SettingsDep
 from api.schemas import DatasetOut
 from api.uploads import receive_upload
-from core.data import UPLOAD_PREFIX, available_datasets
+from core.catalog import available_datasets, upload_reference
 from core.errors import DataError
 from store.artifacts import dataset_files
+from store.datasets import list_owned_datasets
 from store.db import session_scope
-from store.models import Dataset, User, new_id
+from store.models import Dataset, new_id
 from store.settings import Settings
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -57,7 +56,7 @@ def safe_filename(filename: str, kind: str) -> str:
 def dataset_out(row: Dataset) -> DatasetOut:
     return DatasetOut(
         id=row.id,
-        reference=f"{UPLOAD_PREFIX}{row.id}",
+        reference=upload_reference(row.id),
         name=row.name,
         builtin=False,
         kind=row.kind,
@@ -150,30 +149,17 @@ def list_datasets(session: SessionDep, user: CurrentUser):
         DatasetOut(id=name, reference=name, name=name, builtin=True)
         for name in available_datasets()
     ]
-    rows = session.scalars(
-        select(Dataset).where(Dataset.owner_id == user.id).order_by(Dataset.created_at.desc())
-    ).all()
-    return builtin + [dataset_out(row) for row in rows]
-
-
-def owned_dataset(session, dataset_id: str, user: User) -> Dataset:
-    row = session.scalar(
-        select(Dataset).where(Dataset.id == dataset_id, Dataset.owner_id == user.id)
-    )
-    if row is None:
-        raise not_found("dataset")
-    return row
+    return builtin + [dataset_out(row) for row in list_owned_datasets(session, user.id)]
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str, session: SessionDep, user: CurrentUser):
-    return dataset_out(owned_dataset(session, dataset_id, user))
+def get_dataset(row: OwnedDataset):
+    return dataset_out(row)
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_dataset(dataset_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep):
+def delete_dataset(row: OwnedDataset, session: SessionDep, settings: SettingsDep):
     """Remove an upload. Jobs already finished keep their results."""
-    row = owned_dataset(session, dataset_id, user)
     session.delete(row)
     session.commit()
     dataset_files(settings).delete(row.id, row.kind)

@@ -17,8 +17,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.routes.jobs import owned_job
+from api.deps import OwnedJob, SettingsDep
 from store import jobs as repo
 from store.db import session_scope
 from store.models import FINAL_STATES, Job
@@ -79,16 +78,13 @@ async def event_stream(
     responses={200: {"content": {"text/event-stream": {}}, "description": "Event stream"}},
 )
 def job_events(
-    job_id: str,
+    job: OwnedJob,
     request: Request,
-    session: SessionDep,
-    user: CurrentUser,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="Resume after this event id")] = None,
 ):
     """Stream the job's events (stage, epoch, progress, state) as server-sent events."""
-    job = owned_job(session, job_id, user)
     start = after or 0
     if last_event_id and last_event_id.strip().isdigit():
         start = int(last_event_id.strip())

@@ -5,35 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlalchemy import select
 
-from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.errors import field_error, not_found
+from api.deps import CurrentUser, OwnedJob, SessionDep, SettingsDep
+from api.errors import field_error
 from api.schemas import (
     EpochMetric,
     JobCreated,
     JobDetail,
     JobList,
     JobMetrics,
-    JobSummary,
     compression_summary,
     job_detail,
+    job_summary,
 )
-from core.data import UPLOAD_PREFIX, available_datasets
+from core.catalog import available_datasets, parse_upload_reference
 from core.spec import JobSpec
 from store import jobs as repo
 from store.artifacts import artifact_store
-from store.models import FINAL_STATES, JOB_STATES, Dataset, Job, User, utcnow
+from store.datasets import get_owned_dataset
+from store.models import FINAL_STATES, Job, JobStatus, User, utcnow
 from worker.enqueue import enqueue_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-
-def owned_job(session, job_id: str, user: User) -> Job:
-    job = repo.get_owned_job(session, job_id, user.id)
-    if job is None:
-        raise not_found("job")
-    return job
 
 
 def check_dataset_reference(session, spec: JobSpec, user: User) -> None:
@@ -41,12 +34,9 @@ def check_dataset_reference(session, spec: JobSpec, user: User) -> None:
     reference = spec.data.dataset
     if reference in available_datasets():
         return
-    if reference.startswith(UPLOAD_PREFIX):
-        dataset_id = reference[len(UPLOAD_PREFIX) :]
-        owned = session.scalar(
-            select(Dataset.id).where(Dataset.id == dataset_id, Dataset.owner_id == user.id)
-        )
-        if owned is None:
+    dataset_id = parse_upload_reference(reference)
+    if dataset_id is not None:
+        if get_owned_dataset(session, dataset_id, user.id) is None:
             raise field_error(
                 ["data", "dataset"],
                 f"no uploaded dataset {reference!r}; GET /api/v1/datasets lists yours "
@@ -90,31 +80,18 @@ def create_job(spec: JobSpec, session: SessionDep, user: CurrentUser, settings: 
 def list_jobs(
     session: SessionDep,
     user: CurrentUser,
-    status_: Annotated[
-        str | None, Query(alias="status", description="queued, running, ...")
-    ] = None,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     arch: str | None = None,
     dataset: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ):
     """The user's jobs, newest first."""
-    if status_ is not None and status_ not in JOB_STATES:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "type": "value_error",
-                    "loc": ["query", "status"],
-                    "msg": f"unknown status {status_!r}; choose one of {', '.join(JOB_STATES)}",
-                }
-            ],
-        )
     items, total = repo.list_jobs(
         session, user.id, status=status_, arch=arch, dataset=dataset, limit=limit, offset=offset
     )
     return JobList(
-        items=[JobSummary.model_validate(job) for job in items],
+        items=[job_summary(job) for job in items],
         total=total,
         limit=limit,
         offset=offset,
@@ -122,14 +99,13 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: str, session: SessionDep, user: CurrentUser):
-    return job_detail(owned_job(session, job_id, user))
+def get_job(job: OwnedJob):
+    return job_detail(job)
 
 
 @router.post("/{job_id}/cancel", response_model=JobDetail)
-def cancel_job(job_id: str, session: SessionDep, user: CurrentUser, response: Response):
+def cancel_job(job: OwnedJob, session: SessionDep, response: Response):
     """Queued: cancelled at once. Running: the worker stops at the next batch (202)."""
-    job = owned_job(session, job_id, user)
     if job.status in FINAL_STATES:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job already {job.status}")
     repo.request_cancel(session, job)
@@ -141,9 +117,8 @@ def cancel_job(job_id: str, session: SessionDep, user: CurrentUser, response: Re
 
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_201_CREATED, response_model=JobCreated)
-def retry_job(job_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep):
+def retry_job(job: OwnedJob, session: SessionDep, user: CurrentUser, settings: SettingsDep):
     """A new job with the same spec (the old one stays as it is)."""
-    job = owned_job(session, job_id, user)
     if job.status not in FINAL_STATES:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job is still {job.status}")
     spec = JobSpec.model_validate(job.spec)
@@ -153,9 +128,8 @@ def retry_job(job_id: str, session: SessionDep, user: CurrentUser, settings: Set
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_job(job_id: str, session: SessionDep, user: CurrentUser, settings: SettingsDep):
+def delete_job(job: OwnedJob, session: SessionDep, settings: SettingsDep):
     """Remove the job, its history and artifacts (a running job is told to stop first)."""
-    job = owned_job(session, job_id, user)
     if job.status not in FINAL_STATES:
         repo.request_cancel(session, job)
         session.commit()
@@ -166,9 +140,8 @@ def delete_job(job_id: str, session: SessionDep, user: CurrentUser, settings: Se
 
 
 @router.get("/{job_id}/metrics", response_model=JobMetrics)
-def job_metrics(job_id: str, session: SessionDep, user: CurrentUser):
+def job_metrics(job: OwnedJob, session: SessionDep):
     """Per-epoch training metrics and, once succeeded, the compression summary."""
-    job = owned_job(session, job_id, user)
     return JobMetrics(
         job_id=job.id,
         status=job.status,

@@ -88,8 +88,14 @@ def test_static_files_never_leave_their_folder(client: TestClient, path: str):
 
 
 def test_dashboard_endpoints_need_a_signed_in_user(client: TestClient):
-    assert client.get("/dashboard/api/jobs").status_code == 401
     assert client.get("/dashboard/api/options").status_code == 401
+    assert client.get("/api/v1/jobs").status_code == 401
+
+
+def test_the_job_list_has_one_endpoint(client: TestClient):
+    headers = {"Authorization": f"Bearer {client.token}"}
+    # The pages read GET /api/v1/jobs; the former dashboard-only copy is gone.
+    assert client.get("/dashboard/api/jobs", headers=headers).status_code == 404
 
 
 def test_options_give_the_recipe_defaults_for_the_form(client: TestClient):
@@ -122,14 +128,20 @@ def test_job_rows_carry_their_factor_and_result_numbers(client: TestClient):
         other = get_or_create_user(session, "someone-else")
         create_job(session, other.id, spec, queue="lorita")
 
-    rows = client.get("/dashboard/api/jobs", headers=headers).json()
+    rows = client.get("/api/v1/jobs", headers=headers).json()
     assert rows["total"] == 2  # never another user's jobs
     by_arch = {row["arch"]: row for row in rows["items"]}
     assert by_arch["fcn"]["factor"] == 4
+    assert by_arch["fcn"]["baseline"] is False
     assert by_arch["fcn"]["summary"]["params"] == {"uncompressed": 1000, "compressed": 100}
+    assert by_arch["fcn"]["summary"]["accuracy"]["compressed"] == 0.96
     assert "layers" not in by_arch["fcn"]["summary"]  # rows stay small
     assert by_arch["vgg11"]["summary"] is None
 
-    filtered = client.get("/dashboard/api/jobs?status=succeeded", headers=headers).json()
+    filtered = client.get("/api/v1/jobs?status=succeeded", headers=headers).json()
     assert [row["arch"] for row in filtered["items"]] == ["fcn"]
-    assert client.get("/dashboard/api/jobs?limit=0", headers=headers).status_code == 422
+    assert client.get("/api/v1/jobs?limit=0", headers=headers).status_code == 422
+    unknown = client.get("/api/v1/jobs?status=finished", headers=headers)
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["query", "status"]
+    assert "succeeded" in unknown.json()["detail"][0]["msg"]  # says what to choose

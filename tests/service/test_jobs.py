@@ -42,7 +42,15 @@ def download_model_and_check_accuracy(api: Api, job: dict, folder) -> float:
         assert response.status_code == 200
         assert response.headers["content-type"] == listing[name]["content_type"]
         assert int(response.headers["content-length"]) == listing[name]["size_bytes"]
+        assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
         (folder / name).write_bytes(response.content)
+    # Interrupted downloads resume (Range); clients can tell a changed file (ETag).
+    url = listing["lowrank.safetensors"]["url"].removeprefix("/api/v1")
+    whole = (folder / "lowrank.safetensors").read_bytes()
+    part = api.get(url, headers={"Range": "bytes=8-15"})
+    assert part.status_code == 206 and part.content == whole[8:16]
+    assert part.headers["content-range"] == f"bytes 8-15/{len(whole)}"
+    assert api.get(url).headers["etag"]
 
     torch.set_num_threads(2)
     model = load_lowrank(folder)

@@ -2,7 +2,7 @@
 // a 401 means "not signed in" and sends the browser to the sign-in page.
 
 export const API = "/api/v1";
-// Dashboard-only endpoints (job rows with result numbers, form options).
+// Dashboard-only endpoints (the new-job form's options).
 export const DASHBOARD_API = "/dashboard/api";
 
 export class ApiError extends Error {

@@ -1,6 +1,6 @@
 // Compare: pick finished jobs and overlay their accuracy-vs-size curves.
 import "../layout.js";
-import { DASHBOARD_API, api, itemsOf } from "../api.js";
+import { api, itemsOf } from "../api.js";
 import { color, draw, purge } from "../charts.js";
 import { $, $$, el, replaceChildren } from "../dom.js";
 import { percent, relativeTime, shortId } from "../format.js";
@@ -137,7 +137,7 @@ async function start() {
   names = await datasetNames(api);
   const initial = (new URLSearchParams(location.search).get("ids") || "").split(",").filter(Boolean);
   try {
-    const data = await api(`/jobs?status=succeeded&limit=${MAX_JOBS}`, { base: DASHBOARD_API });
+    const data = await api(`/jobs?status=succeeded&limit=${MAX_JOBS}`);
     jobs = itemsOf(data).map(jobView).filter((job) => job.state === "succeeded");
   } catch (error) {
     replaceChildren($("#pick-empty"), `Could not load jobs: ${error.message}`);

@@ -421,17 +421,17 @@ function handleEvent(event) {
   if (typeof data.progress === "number" && !job.final) {
     job.progress = Math.max(job.progress, data.progress);
   }
-  if (type === "epoch" || (type === "message" && data.epoch != null && data.val_acc !== undefined)) {
+  if (type === "epoch") {
     if (addEpoch(data)) renderTraining();
   } else if (type === "stage") {
     job.stage = data.stage;
     if (job.state === "queued") job.state = "running";
-  } else if (type === "state" || type === "status") {
+  } else if (type === "state") {
     if (data.status && !job.final) job.state = data.status;
     refreshJob();
-  } else if (type === "end" || type === "result") {
+  } else if (type === "end") {
     // The server closes the stream after "end"; do not let EventSource reconnect.
-    if (type === "end") closeStream();
+    closeStream();
     refreshJob();
   }
   renderStatus();
@@ -441,8 +441,8 @@ function openStream() {
   if (stream || typeof EventSource === "undefined") return;
   stream = new EventSource(`${API}/jobs/${encodeURIComponent(jobId)}/events`, { withCredentials: true });
   $("#live-indicator").hidden = false;
-  stream.onmessage = handleEvent;
-  for (const type of ["epoch", "stage", "batch", "result", "status", "state", "end", "done"]) {
+  // The types api/routes/events.py sends (every event is named, so no onmessage).
+  for (const type of ["epoch", "stage", "batch", "state", "end"]) {
     stream.addEventListener(type, handleEvent);
   }
   stream.onerror = () => {

@@ -146,7 +146,7 @@ async function refresh() {
   const query = new URLSearchParams({ ...currentFilters(), limit: String(PAGE_SIZE), offset: String(offset) });
   let delay = IDLE_REFRESH_MS;
   try {
-    const jobs = render(await api(`/jobs?${query}`, { signal: controller.signal, base: DASHBOARD_API }));
+    const jobs = render(await api(`/jobs?${query}`, { signal: controller.signal }));
     if (jobs.some((job) => !job.final)) delay = REFRESH_MS;
   } catch (error) {
     if (error.name === "AbortError") return;
