@@ -3,20 +3,14 @@
 #
 #   docker build -f docker/api.Dockerfile -t lorita-api .
 #
-# The API validates specs and serves files; it never trains. It still imports
-# core (spec validation, dataset checks), which imports torch, so it gets the
-# CPU wheels of the pinned torch/torchvision: same versions as pyproject.toml
-# and the workers, about 5 GB smaller than the CUDA build.
+# The API validates specs and uploads, stores jobs and serves files; it never
+# trains, and never imports torch. It installs only the main dependencies of
+# pyproject.toml (the `engine` extra, torch and the exporters, is the workers').
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------- build stage
 FROM ${PYTHON_IMAGE} AS build
-
-# Keep these equal to the pins in pyproject.toml (tests/deploy checks it).
-ARG TORCH_VERSION=2.14.1
-ARG TORCHVISION_VERSION=0.29.1
-ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
@@ -24,24 +18,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --upgrade pip \
-    && pip install --index-url "${TORCH_CPU_INDEX_URL}" \
-        "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+RUN --mount=type=cache,target=/root/.cache/pip pip install --upgrade pip
 
 # Dependencies first (from pyproject.toml alone), so editing the sources does
-# not reinstall them. torch==X is already met by the X+cpu wheel above.
+# not reinstall them.
 COPY pyproject.toml /src/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
+# No torch may come in through a dependency either: the build fails if it does.
 COPY . /src
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps /src \
-    && pip check
+    && pip check \
+    && python -c "import importlib.util, sys; sys.exit('torch is installed' if importlib.util.find_spec('torch') else 0)"
 
 # -------------------------------------------------------------- runtime stage
 FROM ${PYTHON_IMAGE} AS api

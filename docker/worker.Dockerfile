@@ -44,10 +44,11 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # ------------------------------------------------------- the project on top
 FROM torch-${TORCH_FLAVOR} AS build
 # Dependencies first (from pyproject.toml alone), so editing the sources does
-# not reinstall them; the torch pins are already met by the stage above.
+# not reinstall them: the main ones and the `engine` extra, whose torch pins are
+# already met by the stage above.
 COPY pyproject.toml /src/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
+    python -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['engine']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 

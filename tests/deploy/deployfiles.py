@@ -121,10 +121,11 @@ def settings_env_names() -> dict[str, list[str]]:
 
 
 def pyproject_pins() -> dict[str, str]:
-    """Exact `name==version` pins of the project's dependencies."""
+    """Exact `name==version` pins of the project's dependencies and its extras."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {}).values()
     pins = {}
-    for requirement in project["dependencies"]:
+    for requirement in project["dependencies"] + [r for extra in extras for r in extra]:
         match = re.match(r"^([A-Za-z0-9_.\-]+)\s*==\s*([^;,\s]+)", requirement)
         if match:
             pins[match.group(1).lower()] = match.group(2)

@@ -7,6 +7,8 @@ import importlib
 import re
 
 import pytest
+import tomllib
+import yaml
 from deployfiles import (
     API_DOCKERFILE,
     COMPOSE_FILE,
@@ -84,7 +86,8 @@ def test_every_service_has_a_healthcheck_or_runs_once(services):
         if name in one_shot:
             # A one-shot step must not be restarted: it would never "complete".
             assert service.get("restart", "no") == "no", name
-            assert "healthcheck" not in service, name
+            # Nor checked as a server: it runs the api image, whose healthcheck it fails.
+            assert service.get("healthcheck") == {"disable": True}, name
         else:
             test = service.get("healthcheck", {}).get("test")
             assert test and test != ["NONE"], f"{name} has no healthcheck"
@@ -175,20 +178,39 @@ def test_optional_services_sit_behind_profiles(services):
         assert "profiles" not in services[name], name
 
 
-def test_images_install_the_torch_pins_of_pyproject(api_dockerfile, worker_dockerfile):
+def test_the_worker_image_installs_the_torch_pins_of_pyproject(worker_dockerfile):
     pins = pyproject_pins()
     assert "torch" in pins and "torchvision" in pins, "pyproject.toml must pin torch/torchvision"
-    for dockerfile in (api_dockerfile, worker_dockerfile):
-        for arg, package in (("TORCH_VERSION", "torch"), ("TORCHVISION_VERSION", "torchvision")):
-            defaults = dockerfile.arg_defaults(arg)
-            assert defaults and set(defaults) == {pins[package]}, (dockerfile.path.name, arg)
-        installs = [i.arguments for i in dockerfile.all("RUN") if "pip install" in i.arguments]
-        torch_installs = [r for r in installs if '"torch==${TORCH_VERSION}"' in r]
-        assert torch_installs, f"{dockerfile.path.name} does not install the pinned torch"
-        for run in torch_installs:
-            assert '"torchvision==${TORCHVISION_VERSION}"' in run
-        # The project's own dependencies come from pyproject.toml, pins included.
-        assert any("pyproject.toml" in r and "-r /tmp/requirements.txt" in r for r in installs)
+    for arg, package in (("TORCH_VERSION", "torch"), ("TORCHVISION_VERSION", "torchvision")):
+        defaults = worker_dockerfile.arg_defaults(arg)
+        assert defaults and set(defaults) == {pins[package]}, arg
+    installs = [i.arguments for i in worker_dockerfile.all("RUN") if "pip install" in i.arguments]
+    torch_installs = [r for r in installs if '"torch==${TORCH_VERSION}"' in r]
+    assert torch_installs, "worker.Dockerfile does not install the pinned torch"
+    for run in torch_installs:
+        assert '"torchvision==${TORCHVISION_VERSION}"' in run
+    # The rest comes from pyproject.toml: the main dependencies and the engine extra.
+    requirements = [r for r in installs if "-r /tmp/requirements.txt" in r]
+    assert any(
+        "pyproject.toml" in r and "['dependencies']" in r and "['engine']" in r
+        for r in requirements
+    )
+
+
+def test_the_api_image_installs_no_torch(api_dockerfile):
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower() for r in project["dependencies"]}
+    # torch is the engine's, an extra; the API installs only the main dependencies.
+    assert not names & {"torch", "torchvision"}, "torch is back in the main dependencies"
+    engine = " ".join(project["optional-dependencies"]["engine"])
+    assert "torch==" in engine and "torchvision==" in engine
+    assert not api_dockerfile.arg_defaults("TORCH_VERSION")
+    installs = [i.arguments for i in api_dockerfile.all("RUN") if "pip install" in i.arguments]
+    assert not any("torch" in r and "find_spec" not in r for r in installs)
+    assert any("-r /tmp/requirements.txt" in r and "['dependencies']" in r for r in installs)
+    assert not any("optional-dependencies" in r for r in installs)
+    # ...and the build fails if a dependency pulled torch in anyway.
+    assert any("find_spec('torch')" in r for r in installs)
 
 
 def test_gpu_and_cpu_workers_get_the_right_torch_build(worker_dockerfile, services):
@@ -310,3 +332,27 @@ def test_env_example_is_not_ignored_by_git_but_env_is():
     assert ".env" in ignored
     assert ENV_EXAMPLE.is_file()
     assert API_DOCKERFILE.is_file() and WORKER_DOCKERFILE.is_file()
+
+
+def test_the_compose_check_changes_only_the_database_and_broker_images(services):
+    """scripts/compose_check.sh runs docker-compose.yml itself; its override swaps two images."""
+    override = yaml.safe_load((REPO / "docker" / "check" / "compose.check.yml").read_text())
+    assert set(override) == {"services"}
+    assert set(override["services"]) == {"postgres", "redis"}
+    for name, service in override["services"].items():
+        assert set(service) == {"image"}, name
+        assert services[name]["image"] != service["image"]
+    script = (REPO / "scripts" / "compose_check.sh").read_text()
+    assert "-f docker-compose.yml -f compose.check.yml" in script
+    assert "cp docker-compose.yml docker/check/compose.check.yml" in script
+
+
+def test_the_dockerfiles_take_no_pip_settings_of_the_building_machine(
+    api_dockerfile, worker_dockerfile
+):
+    """A build machine's own index or CA bundle is mounted by the check, never baked in."""
+    for dockerfile in (api_dockerfile, worker_dockerfile):
+        text = dockerfile.path.read_text()
+        for word in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "pip.conf", "file://"):
+            assert word not in text, (dockerfile.path.name, word)
+        assert "--extra-index-url" not in text and "--trusted-host" not in text
