@@ -32,25 +32,40 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def pool_options(settings: Settings) -> dict:
+    """Pool limits from the settings. The API admits at most pool_size + max_overflow
+    requests to the database at once (api.dbgate), so a checkout there never waits."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+    }
+
+
+def make_engine(url: str, settings: Settings | None = None) -> Engine:
+    pool = pool_options(settings or get_settings())
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        in_memory = not parsed.database or parsed.database == ":memory:"
+        if not in_memory:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # An in-memory database lives in one connection: no pool to size.
+            **({} if in_memory else pool),
         )
         event.listen(engine, "connect", _on_sqlite_connect)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    url = (settings or get_settings()).database_url
+    settings = settings or get_settings()
+    url = settings.database_url
     with _lock:
         if url not in _engines:
-            _engines[url] = make_engine(url)
+            _engines[url] = make_engine(url, settings)
         return _engines[url]
 
 

@@ -70,6 +70,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest total uncompressed size of an uploaded .npz/.zip (zip bomb guard).",
     )
+    upload_max_decoded_bytes: int = Field(
+        512 * 1024**2,
+        ge=1,
+        description="Largest size of an upload's images once decoded (images x H x W x C "
+        "bytes, from the image headers or .npy headers, checked before decoding); workers "
+        "hold them as float32, up to 4x this.",
+    )
+    upload_max_samples: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most images (train + test) an uploaded dataset may hold.",
+    )
+    upload_max_classes: int = Field(
+        1000,
+        ge=2,
+        description="Most classes an uploaded dataset may have (labels 0..K-1).",
+    )
     worker_device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
@@ -119,6 +136,31 @@ class Settings(BaseSettings):
         False,
         description="Mark the dashboard sign-in cookie Secure (set when served over HTTPS).",
     )
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        description="Database connections each process keeps open (SQLAlchemy pool_size).",
+    )
+    db_max_overflow: int = Field(
+        10,
+        ge=0,
+        description="Connections opened beyond DB_POOL_SIZE under load and closed after. The API "
+        "lets at most DB_POOL_SIZE + DB_MAX_OVERFLOW requests use the database at once; the "
+        "others wait without holding a thread or a connection.",
+    )
+    db_pool_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for a database connection (API: for a turn at the database); "
+        "past it the request is answered 503 with Retry-After.",
+    )
+    api_threads: int = Field(
+        40,
+        ge=2,
+        description="Worker threads of the API process for blocking work (database calls, file "
+        "reads). Must exceed DB_POOL_SIZE + DB_MAX_OVERFLOW, so requests that do not use the "
+        "database always find a thread.",
+    )
     sse_heartbeat_s: float = Field(
         15.0,
         gt=0,
@@ -145,6 +187,20 @@ class Settings(BaseSettings):
         self.dataset_dir = self.dataset_dir.expanduser()
         self.data_dir = self.data_dir.expanduser()
         return self
+
+    @model_validator(mode="after")
+    def _threads_cover_the_pool(self) -> Settings:
+        if self.api_threads <= self.db_connection_limit:
+            raise ValueError(
+                f"API_THREADS ({self.api_threads}) must be larger than DB_POOL_SIZE + "
+                f"DB_MAX_OVERFLOW ({self.db_connection_limit})"
+            )
+        return self
+
+    @property
+    def db_connection_limit(self) -> int:
+        """Most connections one process opens; the API's database turns (api.dbgate)."""
+        return self.db_pool_size + self.db_max_overflow
 
     @property
     def is_sqlite(self) -> bool:

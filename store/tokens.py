@@ -54,13 +54,105 @@ def verify_token(session: Session, token: str) -> User | None:
     return row.user
 
 
-def create_token_cli(name: str, settings=None) -> str:
-    """`lorita token create NAME`: make user NAME a token and print it (shown only once)."""
+class TokenExists(Exception):
+    """User NAME already has a token; a second one needs `--add`."""
+
+
+def tokens_of(session: Session, user_name: str | None = None) -> list[ApiToken]:
+    """Tokens (of one user, or all), oldest first, each with its user loaded."""
+    query = select(ApiToken).join(User).order_by(ApiToken.created_at, ApiToken.id)
+    if user_name is not None:
+        query = query.where(User.name == user_name)
+    rows = list(session.scalars(query).all())
+    for row in rows:
+        _ = row.user.name
+    return rows
+
+
+def find_token(session: Session, reference: str) -> ApiToken | None:
+    """A token by its id (as `lorita token list` shows it) or its printed prefix."""
+    reference = reference.strip()
+    if reference.isascii() and reference.isdigit():
+        return session.get(ApiToken, int(reference))
+    matches = session.scalars(select(ApiToken).where(ApiToken.prefix == reference[:12])).all()
+    return matches[0] if len(matches) == 1 and reference.startswith(matches[0].prefix) else None
+
+
+def revoke_token(session: Session, reference: str) -> ApiToken | None:
+    """Delete a token: requests and browser sessions using it get 401 from now on."""
+    row = find_token(session, reference)
+    if row is not None:
+        _ = row.user.name
+        session.delete(row)
+        session.flush()
+    return row
+
+
+def create_token_cli(name: str, settings=None, *, add: bool = False) -> str:
+    """`lorita token create NAME`: make user NAME a token and print it (shown only once).
+    A user who has one already gets another only with add=True (`--add`)."""
     from store.db import session_scope
     from store.migrate import ensure_schema
 
     ensure_schema(settings)
     with session_scope(settings) as session:
+        existing = tokens_of(session, name)
+        if existing and not add:
+            raise TokenExists(
+                f"user {name!r} already has {len(existing)} token(s) "
+                f"({', '.join(row.prefix + '...' for row in existing)}). "
+                "Use `lorita token create --add NAME` for another one, or "
+                "`lorita token revoke ID` to retire one (`lorita token list` shows them)."
+            )
         token = create_token(session, name)
     print(token)
     return token
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "never"
+
+
+def list_tokens_cli(user_name: str | None = None, settings=None) -> list[ApiToken]:
+    """`lorita token list [NAME]`: id, user, name, prefix, created and last use."""
+    from store.db import session_scope
+    from store.migrate import ensure_schema
+
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        rows = tokens_of(session, user_name)
+    header = ("id", "user", "name", "prefix", "created", "last used")
+    lines = [header] + [
+        (
+            str(row.id),
+            row.user.name,
+            row.name,
+            row.prefix + "...",
+            _when(row.created_at),
+            _when(row.last_used_at),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    if not rows:
+        print("(no tokens)")
+    return rows
+
+
+def revoke_token_cli(reference: str, settings=None) -> bool:
+    """`lorita token revoke ID|PREFIX`: delete one token; False when none matches."""
+    from store.db import session_scope
+    from store.migrate import ensure_schema
+
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        row = revoke_token(session, reference)
+        if row is None:
+            print(f"no token {reference!r} (see `lorita token list`)")
+            return False
+        print(f"revoked token {row.id} ({row.prefix}...) of user {row.user.name!r}")
+    return True

@@ -11,9 +11,9 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from core.data.limits import DEFAULT_MAX_FILES, UploadLimitExceeded
 from core.errors import DataError
 
-DEFAULT_MAX_FILES = 200_000
 # Real image/array data compresses a few times at most; a bomb compresses 1000x.
 MAX_COMPRESSION_RATIO = 100
 # Entries below this size cannot do harm whatever their ratio (blank images compress well).
@@ -43,7 +43,7 @@ def checked_entries(
     infos = archive.infolist()
     files = [info for info in infos if not info.is_dir()]
     if len(files) > max_files:
-        raise DataError(f"{label} holds {len(files)} files; the limit is {max_files}")
+        raise UploadLimitExceeded(f"{label} holds {len(files)} files; the limit is {max_files}")
     total = 0
     for info in infos:
         problem = _unsafe_name(info.filename)
@@ -71,7 +71,7 @@ def checked_entries(
                 "zip bomb and is refused"
             )
     if total > max_uncompressed_bytes:
-        raise DataError(
+        raise UploadLimitExceeded(
             f"{label} expands to {_mb(total)}; the limit is {_mb(max_uncompressed_bytes)} - "
             "upload a smaller dataset"
         )
@@ -82,5 +82,5 @@ def open_zip(path: Path, label: str, hint: str) -> zipfile.ZipFile:
     """Open a zip file or raise DataError(label is not a valid zip; hint)."""
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
         raise DataError(f"{label} is not a valid zip file ({error}); {hint}") from error
