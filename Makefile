@@ -1,8 +1,11 @@
 # The two commands a new user needs, and a few more.
 .PHONY: serve test setup compress lint format bench
 
+# The port `make serve` listens on: `make serve PORT=8001` when 8000 is taken.
+PORT ?= 8000
+
 serve: setup          ## install, then start the embedded service (API + worker)
-	.venv/bin/lorita serve
+	.venv/bin/lorita serve --port $(PORT)
 
 test:                 ## install, start PostgreSQL/Redis if needed, run every test
 	scripts/test.sh

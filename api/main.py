@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
 import lorita
+from api.allow import install_allow_handler
 from api.dashboard import routes as dashboard
+from api.edge import EdgeGuard
+from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from api.redact import install_token_redaction
-from api.routes import artifacts, datasets, events, health, jobs, session
+from api.routes import artifacts, datasets, events, health, jobs, models, session
+from api.unavailable import install_unavailable_handlers
 from store.artifacts import dataset_files
 from store.migrate import ensure_schema
 from store.settings import Settings, get_settings
@@ -29,6 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_token_redaction()
         dataset_files(settings).incoming.mkdir(parents=True, exist_ok=True)
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+        # Threads for blocking work; more than the database turns (api.dbgate), so
+        # requests that do not use the database always find one.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
 
     app = FastAPI(
@@ -45,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(events.router)
     api.include_router(artifacts.router)
     api.include_router(datasets.router)
+    api.include_router(models.router)
     api.include_router(session.api_router)
     api.include_router(health.router)
     app.include_router(api)
@@ -52,4 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(session.page_router)
     app.include_router(dashboard.router)
     dashboard.mount_static(app)
+    install_error_handlers(app)
+    install_unavailable_handlers(app)
+    install_allow_handler(app)
+    install_openapi(app)
+    app.add_middleware(EdgeGuard)
     return app

@@ -7,20 +7,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.result import Result, ResultMetrics, ResultSummary
-from store.models import Job
+from core.result import BeforeAfter, Result, ResultMetrics, ResultSummary, ResultWarning
+from store.models import Job, JobStatus
 
 
 class JobCreated(BaseModel):
     id: str
-    status: str
+    status: JobStatus
 
 
 class JobSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    status: str
+    status: JobStatus
     arch: str
     dataset: str
     progress: float
@@ -40,6 +40,14 @@ class JobSummary(BaseModel):
     summary: ResultSummary | None = Field(
         None, description="accuracy, params and FLOPs before/after, once succeeded"
     )
+    baseline_accuracy: BeforeAfter | None = Field(
+        None,
+        description="test accuracy of the plain N=1 model (uncompressed/compressed), "
+        "when the job trained one",
+    )
+    warnings: list[ResultWarning] | None = Field(
+        None, description="the result's warnings ({kind, message, advice}), once succeeded"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -52,7 +60,30 @@ class JobSummary(BaseModel):
         row["factor"] = (spec.get("lorita") or {}).get("factor")
         row["baseline"] = bool(spec.get("baseline"))
         row["summary"] = result_summary(data.result)
+        row["baseline_accuracy"] = _baseline_accuracy(data.result)
+        row["warnings"] = _warnings(data.result)
         return row
+
+
+def _baseline_accuracy(result: dict[str, Any] | None) -> BeforeAfter | None:
+    accuracy = ((result or {}).get("baseline") or {}).get("accuracy")
+    try:
+        return BeforeAfter.model_validate(accuracy) if accuracy else None
+    except ValidationError:
+        return None
+
+
+def _warnings(result: dict[str, Any] | None) -> list[ResultWarning] | None:
+    warnings = (result or {}).get("warnings")
+    if not isinstance(warnings, list):
+        return None
+    readable = []
+    for warning in warnings:  # one odd entry must not break the whole list
+        try:
+            readable.append(ResultWarning.model_validate(warning))
+        except ValidationError:
+            continue
+    return readable
 
 
 def result_summary(result: dict[str, Any] | None) -> ResultSummary | None:
@@ -95,7 +126,7 @@ class EpochMetric(BaseModel):
 
 class JobMetrics(BaseModel):
     job_id: str
-    status: str
+    status: JobStatus
     epochs: list[EpochMetric]
     compression: ResultMetrics | None
 
@@ -117,6 +148,14 @@ class DatasetOut(BaseModel):
     size_bytes: int | None = None
     info: dict[str, Any] | None = None
     created_at: datetime | None = None
+    present: bool | None = Field(
+        None,
+        description="built-ins: whether this server's data folder already holds the set "
+        "(a missing one is fetched when a job first needs it)",
+    )
+    source: str | None = Field(
+        None, description="built-ins: where the set comes from when it is missing"
+    )
 
 
 class SessionIn(BaseModel):

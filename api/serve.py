@@ -11,7 +11,9 @@ its checkpoint on the next start).
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +31,30 @@ from store.tokens import create_token, verify_token
 LOCAL_USER = "local"
 WORKER_STOP_TIMEOUT_S = 60
 RESTART_CHECK_S = 2.0
+
+
+class PortInUse(SystemExit):
+    """The chosen port is taken (most often by another `lorita serve`): say how to pick one."""
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail before anything starts, with the way out, when host:port cannot be bound.
+
+    uvicorn alone would start the worker, then die with a bare "address already in use".
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # The same option uvicorn sets, so a port in TIME_WAIT is not reported as taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"Port {port} on {host} is already in use (is another `lorita serve` "
+                f"running?). Choose another port: lorita serve --port {port + 1} "
+                f"(or make serve PORT={port + 1})."
+            ) from None
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -106,11 +132,12 @@ def run_serve(
     settings: Settings | None = None,
 ) -> None:
     settings = settings or get_settings()
+    ensure_port_free(host, port)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     ensure_schema(settings)
     token = local_token(settings)
     base = settings.public_url.rstrip("/") or f"http://{host}:{port}"
-    url = f"{base}/login?token={token}"
+    url = f"{base}/login#token={token}"
 
     worker = WorkerSupervisor(settings)
     server = uvicorn.Server(

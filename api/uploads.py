@@ -7,7 +7,7 @@ or a raw body with the file name in `?filename=`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import HTTPException, Request, status
@@ -16,6 +16,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
 MAX_NAME_FIELD = 255
+MAX_FIELDS = 16  # text fields kept beside the file (name, arch, ...); more are ignored
 
 
 class UploadTooLarge(Exception):
@@ -27,6 +28,8 @@ class Received:
     filename: str
     size: int
     name: str | None
+    # The other short text fields of the form (each cut at MAX_NAME_FIELD bytes).
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def too_large(max_bytes: int) -> HTTPException:
@@ -69,7 +72,10 @@ async def _receive_raw(request: Request, target: Path, max_bytes: int) -> Receiv
             if size > max_bytes:
                 raise UploadTooLarge
             out.write(chunk)
-    return Received(filename=filename, size=size, name=request.query_params.get("name"))
+    fields = {k: v[:MAX_NAME_FIELD] for k, v in list(request.query_params.items())[:MAX_FIELDS]}
+    return Received(
+        filename=filename, size=size, name=request.query_params.get("name"), fields=fields
+    )
 
 
 async def _receive_multipart(
@@ -79,6 +85,7 @@ async def _receive_multipart(
     header_field, header_value = bytearray(), bytearray()
     headers: dict[bytes, bytes] = {}
     name_value = bytearray()
+    text_fields: dict[str, bytearray] = {}
     out = open(target, "wb")  # noqa: SIM115 (closed below)
 
     def on_part_begin() -> None:
@@ -113,6 +120,9 @@ async def _receive_multipart(
             out.write(data[start:end])
         elif state["field"] == "name" and len(name_value) < MAX_NAME_FIELD:
             name_value.extend(data[start:end][: MAX_NAME_FIELD - len(name_value)])
+        elif state["field"] and (state["field"] in text_fields or len(text_fields) < MAX_FIELDS):
+            value = text_fields.setdefault(state["field"], bytearray())
+            value.extend(data[start:end][: MAX_NAME_FIELD - len(value)])
 
     def on_part_end() -> None:
         if state["in_file"]:
@@ -140,4 +150,5 @@ async def _receive_multipart(
     if not state["done_file"] or not state["filename"]:
         raise HTTPException(400, detail="No file in the upload: send it as the 'file' part.")
     name = name_value.decode("utf-8", "replace").strip() or None
-    return Received(filename=state["filename"], size=state["size"], name=name)
+    fields = {k: v.decode("utf-8", "replace").strip() for k, v in text_fields.items()}
+    return Received(filename=state["filename"], size=state["size"], name=name, fields=fields)

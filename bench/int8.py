@@ -1,9 +1,11 @@
 """Low rank and 8-bit together: dense fp32, low-rank fp32 and low-rank int8, measured.
 
-For each case a model is trained briefly with the real pipeline (`run_job`), its
-low-rank `model.onnx` is quantized with core.quantize, and all three ONNX files
-are measured with onnxruntime on the CPU: test accuracy, file size, and latency
-at batch 1 and 64 (same thread count, interleaved rounds).
+For each case a model is trained briefly with the real pipeline (`run_job` with
+compress.quantize int8): the job writes model.int8.onnx and measures the dense
+fp32, low-rank fp32 and low-rank int8 ONNX files with onnxruntime on the CPU
+(core.int8_stage: test accuracy on the raw test arrays, file size, latency at
+batch 1 and 64, same thread count, interleaved rounds). The table is the job's
+own `int8` block.
 
 The calibration settings are compared too (MinMax / Percentile / Entropy, with
 and without the first and last layers kept in float). They are judged on the
@@ -22,19 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.common import command_line, machine_info, write_result
 from core.threads import prefer_passive_openmp_wait
 
-CALIBRATION_SAMPLES = 512
 LATENCY_THREADS = 1
 KEEP_FLOAT_OPTIONS = {"none": None, "first_last": "first_last"}
-# The variant measured in the main table: quantize_int8's default (every layer int8).
-DEFAULT_KEEP = "none"
 INPUT_NOTE = (
-    "model.onnx does not normalise its input yet: every ONNX file was fed the arrays "
-    "normalised as core.data does (per-channel mean/std of the training split)"
+    "raw input: every ONNX file includes the preprocessing and was fed the dataset's own "
+    "values (MNIST / Fashion-MNIST uint8 0..255 as float32, layout NHW), as a user feeds them"
 )
 
 CASES = {
@@ -64,48 +61,32 @@ QUICK_CASES = {
 }
 
 
-def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
-    inputs, labels = dataset.tensors
-    return inputs.numpy().astype(np.float32), labels.numpy()
-
-
-def _calibration_sample(train_inputs: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A seeded random sample of the training split (never validation or test)."""
-    generator = np.random.default_rng(seed)
-    count = min(CALIBRATION_SAMPLES, len(train_inputs))
-    return train_inputs[generator.choice(len(train_inputs), count, replace=False)]
-
-
 def run_case(name: str, document: dict[str, Any], work: Path) -> dict[str, Any]:
     from core.data import load_dataset
-    from core.export import ONNX_FILE, export_onnx, load_dense
-    from core.onnx_eval import file_size, interleaved_latency_ms, onnx_accuracy
+    from core.export import ONNX_FILE
+    from core.int8_stage import raw_splits
+    from core.onnx_eval import file_size, onnx_accuracy
     from core.pipeline import SPLIT_SEED, run_job
-    from core.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION, quantize_int8
+    from core.quantize import CALIBRATION_METHODS, quantize_int8
     from core.spec import JobSpec
 
-    spec = JobSpec.model_validate(document)
+    compress = {**document["compress"], "quantize": "int8"}
+    spec = JobSpec.model_validate({**document, "compress": compress})
     out = work / name
     started = time.monotonic()
     result = run_job(spec, out, device="cpu")
-    # The pipeline returns the typed Result; the bench reads it as its JSON document.
-    result = result.model_dump(mode="json") if hasattr(result, "model_dump") else result
-    train_s = time.monotonic() - started
+    job_s = time.monotonic() - started
+    block = result.int8
+    # The job's own raw arrays (the dataset read again, split by the job's seeded
+    # indices), so the calibration variants are fed exactly what the job's models were.
+    ran = JobSpec.model_validate(result.spec)
     splits = load_dataset(
-        spec.data.dataset,
-        val_fraction=result["spec"]["data"]["val_fraction"],
+        ran.data.dataset,
+        val_fraction=ran.data.val_fraction,
         seed=SPLIT_SEED,
-        train_subset=spec.data.train_subset,
+        train_subset=ran.data.train_subset,
     )
-    train_x, _ = _arrays(splits.train)
-    val_x, val_y = _arrays(splits.val)
-    test_x, test_y = _arrays(splits.test)
-    input_shape = tuple(test_x.shape[1:])
-    calibration = _calibration_sample(train_x)
-
-    lowrank_path = out / ONNX_FILE
-    dense_path = out / "dense.onnx"
-    export_onnx(load_dense(out), input_shape, dense_path)
+    data = raw_splits(ran, splits, split_seed=SPLIT_SEED)
 
     variants = []
     for method in CALIBRATION_METHODS:
@@ -113,7 +94,7 @@ def run_case(name: str, document: dict[str, Any], work: Path) -> dict[str, Any]:
             path = out / f"int8-{method}-{keep_label}.onnx"
             started = time.monotonic()
             details = quantize_int8(
-                lowrank_path, path, calibration, keep_float=keep, calibration=method
+                out / ONNX_FILE, path, data.calibration, keep_float=keep, calibration=method
             )
             variants.append(
                 {
@@ -122,35 +103,37 @@ def run_case(name: str, document: dict[str, Any], work: Path) -> dict[str, Any]:
                     "kept_float_nodes": details["kept_float"],
                     "quantize_s": round(time.monotonic() - started, 2),
                     "size_bytes": file_size(path),
-                    "val_accuracy": onnx_accuracy(path, val_x, val_y),
-                    "test_accuracy": onnx_accuracy(path, test_x, test_y),
+                    "val_accuracy": onnx_accuracy(path, *data.val),
+                    "test_accuracy": onnx_accuracy(path, *data.test),
                 }
             )
-    default_path = out / f"int8-{DEFAULT_CALIBRATION}-{DEFAULT_KEEP}.onnx"
-    models = {"dense_fp32": dense_path, "lowrank_fp32": lowrank_path, "lowrank_int8": default_path}
-    latency = interleaved_latency_ms(models, input_shape, threads=LATENCY_THREADS)
     rows = {}
-    for label, path in models.items():
+    for label in ("dense_fp32", "lowrank_fp32", "lowrank_int8"):
+        model = getattr(block, label)
         rows[label] = {
-            "accuracy": onnx_accuracy(path, test_x, test_y),
-            "val_accuracy": onnx_accuracy(path, val_x, val_y),
-            "size_bytes": file_size(path),
-            "latency_ms": latency[label],
+            "accuracy": model.test_accuracy,
+            "val_accuracy": model.val_accuracy,
+            "size_bytes": model.file_size_bytes,
+            "latency_ms": {"b1": model.latency_ms.batch_1, "b64": model.latency_ms.batch_64},
+            "size_ratio_to_dense": round(
+                block.dense_fp32.file_size_bytes / model.file_size_bytes, 2
+            ),
         }
-    dense_size = rows["dense_fp32"]["size_bytes"]
-    for row in rows.values():
-        row["size_ratio_to_dense"] = round(dense_size / row["size_bytes"], 2)
     return {
         "case": name,
-        "spec": result["spec"],
+        "spec": result.spec,
         "pipeline_result": {
-            "accuracy": result["accuracy"],
-            "params": result["params"],
-            "ranks": result["ranks"],
+            "accuracy": result.accuracy.model_dump(),
+            "params": result.params.model_dump(),
+            "ranks": result.ranks,
         },
-        "train_and_compress_s": round(train_s, 1),
-        "calibration_samples": len(calibration),
-        "int8_default": {"calibration": DEFAULT_CALIBRATION, "keep_float": DEFAULT_KEEP},
+        "job_s": round(job_s, 1),
+        "quantize_stage_s": round(result.timings_s.quantize or 0.0, 1),
+        "calibration": block.calibration.model_dump(),
+        "int8_default": {"calibration": block.calibration.method, "keep_float": block.keep_float},
+        "int8_recommended": block.recommended,
+        "int8_accuracy_cost_val": block.accuracy_cost,
+        "latency_rounds": block.latency_rounds,
         "models": rows,
         "calibration_variants": variants,
     }
@@ -174,10 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         "command": command_line(),
         "machine": {**machine_info("cpu"), "onnxruntime_threads": LATENCY_THREADS},
         "input": INPUT_NOTE,
-        "latency": "median ms over 30 interleaved rounds after 3 warm-up rounds, onnxruntime "
-        "CPU, intra_op_num_threads=1",
-        "dense_fp32": "model.safetensors (truncated weights in the original dense structure) "
-        "exported with core.export.export_onnx: the dense model's size and speed",
+        "latency": "median ms over the job's interleaved rounds (latency_rounds, at most 30) "
+        "after 3 warm-up rounds, onnxruntime CPU, intra_op_num_threads=1",
+        "dense_fp32": "the uncompressed model (merged, full rank, dense layers) exported like "
+        "model.onnx (raw input, same metadata): the original model's accuracy, size and speed",
         "cases": results,
     }
     name = "int8_quick" if args.quick else "int8"

@@ -6,8 +6,15 @@
   rank pays off is two thin layers; lowrank.json holds what rebuilds the skeleton
   (architecture, sizes, {layer: rank});
 - model.onnx: the compact model for other runtimes, checked against PyTorch with
-  onnxruntime before it is written out as an artifact;
-- report.json: the job's Result.
+  onnxruntime before it is written out as an artifact; its metadata_props describe
+  the input (string key/values, JSON for structured ones);
+- report.json: the job's Result; MODEL_CARD.md: the same for people (core.model_card).
+
+Exported models take raw input: with an input contract (core.contract), model.onnx
+starts with the preprocessing step and load_lowrank / load_dense return the network
+behind it (core.preprocess), so the data goes in as the user has it. The weight
+files keep the plain networks' state-dict keys; the contract lives in lowrank.json
+(and in the safetensors headers).
 
 Weights are only ever stored as safetensors (no pickles), so loading cannot run code.
 """
@@ -29,16 +36,22 @@ from torch import nn
 from core.atomic import atomic_path, write_text_atomic
 from core.errors import LoritaError
 from core.lowrank import apply_lowrank_structure, lowrank_structure
-from core.result import Result
+from core.preprocess import RawInputModel, with_raw_input
+from core.result import InputContract, Result
 
-FORMAT_VERSION = 1
+# 2: lowrank.json has "input" (the input contract) and the loaders apply it.
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 DENSE_FILE = "model.safetensors"
 LOWRANK_FILE = "lowrank.safetensors"
 LOWRANK_META = "lowrank.json"
 ONNX_FILE = "model.onnx"
 REPORT_FILE = "report.json"
-ARTIFACTS = [DENSE_FILE, LOWRANK_FILE, LOWRANK_META, ONNX_FILE, REPORT_FILE]
+MODEL_CARD_FILE = "MODEL_CARD.md"
+ARTIFACTS = [DENSE_FILE, LOWRANK_FILE, LOWRANK_META, ONNX_FILE, REPORT_FILE, MODEL_CARD_FILE]
 ONNX_OPSET = 17
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "logits"
 
 
 class ExportError(LoritaError):
@@ -60,10 +73,18 @@ def save_state(model: nn.Module, path: Path, metadata: dict[str, str] | None = N
     return path.stat().st_size
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> None:
-    """Export `model` (eval mode, CPU float32) with a dynamic batch axis and verify it."""
+def export_onnx(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    path: Path,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Export `model` (eval mode, CPU float32) with a dynamic batch axis and verify it.
+
+    `metadata`: string key/values stored as the ONNX model's metadata_props.
+    """
     model = model.to("cpu", torch.float32).eval()
-    example = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0))
+    example = _sample_inputs(model, input_shape, 2, seed=0)
     with atomic_path(path) as temporary:
         try:
             with warnings.catch_warnings():
@@ -73,10 +94,45 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> N
         except Exception as error:  # noqa: BLE001 - reported to the user as an export failure
             raise ExportError(f"ONNX export failed: {error}") from error
         verify_onnx(model, temporary, input_shape)
+        if metadata:
+            write_onnx_metadata(temporary, metadata)
+
+
+def write_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Set the model's metadata_props (replacing keys of the same name)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    values = {entry.key: entry.value for entry in proto.metadata_props}
+    values.update({key: str(value) for key, value in metadata.items()})
+    del proto.metadata_props[:]
+    for key, value in values.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata_props of an ONNX file, as a dict (values are strings)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {entry.key: entry.value for entry in proto.metadata_props}
+
+
+def _sample_inputs(model: nn.Module, input_shape: tuple[int, ...], batch: int, *, seed: int):
+    """Inputs to export and verify with: raw-looking values for a raw-input model (spread
+    over the data's value range, so the network sees normalised inputs of a usual size),
+    standard normal ones for a network that takes normalised tensors."""
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(model, RawInputModel):
+        low, high = model.contract.value_range
+        uniform = torch.rand((batch, *input_shape), generator=generator)
+        return low + (high - low) * uniform
+    return torch.randn((batch, *input_shape), generator=generator)
 
 
 def _export(model: nn.Module, example: torch.Tensor, temporary: Path) -> None:
-    common = {"input_names": ["input"], "output_names": ["logits"]}
+    common = {"input_names": [ONNX_INPUT], "output_names": [ONNX_OUTPUT]}
     # The TorchScript-based exporter is fast and dependable for these plain CNN/MLP/ViT
     # graphs; the dynamo exporter is tried only if it fails.
     try:
@@ -84,7 +140,7 @@ def _export(model: nn.Module, example: torch.Tensor, temporary: Path) -> None:
             model,
             (example,),
             str(temporary),
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
             opset_version=ONNX_OPSET,
             dynamo=False,
             **common,
@@ -107,7 +163,7 @@ def verify_onnx(
     """Largest |onnxruntime - PyTorch| output difference; raises ExportError if too big."""
     import onnxruntime
 
-    inputs = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(1))
+    inputs = _sample_inputs(model, input_shape, batch, seed=1)
     with torch.no_grad():
         expected = model.eval()(inputs).numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -131,6 +187,7 @@ def lowrank_metadata(
     in_channels: int,
     image_size: int,
     structure: dict[str, int],
+    input_contract: InputContract | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     meta = {
@@ -139,10 +196,39 @@ def lowrank_metadata(
         "in_channels": in_channels,
         "image_size": image_size,
         "structure": dict(structure),
+        # The network's own input (normalised NCHW); "input" is what the loaders take.
         "input_shape": [in_channels, image_size, image_size],
         "format_version": FORMAT_VERSION,
     }
+    if input_contract is not None:
+        meta["input"] = input_contract.model_dump(mode="json")
     meta.update(extra or {})
+    return meta
+
+
+def onnx_metadata(
+    input_contract: InputContract | None,
+    network_input_shape: tuple[int, ...],
+    model_info: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """metadata_props of model.onnx: how to feed it and what it is (all values strings,
+    JSON for structured ones)."""
+    meta = {
+        "format_version": str(FORMAT_VERSION),
+        "input_name": ONNX_INPUT,
+        "input_dtype": "float32",
+        "output_name": ONNX_OUTPUT,
+        "output": "class scores (logits), one row per input; argmax is the class index",
+    }
+    if input_contract is None:
+        meta["input_shape"] = json.dumps(["batch", *network_input_shape])
+        meta["input_layout"] = "NCHW"
+        meta["preprocessing"] = json.dumps("none: the input must already be normalised")
+    else:
+        meta.update(input_contract.metadata())
+    for key, value in (model_info or {}).items():
+        if value is not None:
+            meta[key] = value if isinstance(value, str) else json.dumps(value)
     return meta
 
 
@@ -157,28 +243,44 @@ def save_artifacts(
     image_size: int,
     report: dict[str, Any] | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    input_contract: InputContract | None = None,
+    model_info: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Write the model artifacts (and report.json if given) into `out_dir`.
 
-    `dense_model`: truncated, original structure; `lowrank_model`: from to_lowrank.
+    `dense_model`: truncated, original structure; `lowrank_model`: from to_lowrank; both
+    take normalised tensors. With `input_contract`, model.onnx and the loaders take raw
+    input (the contract's layout and values) and apply the preprocessing themselves.
+    `model_info` (accuracies, spec, ...) goes into model.onnx's metadata.
     Returns {file name: size in bytes} of the files written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    input_shape = (in_channels, image_size, image_size)
-    sizes = {DENSE_FILE: save_state(dense_model, out_dir / DENSE_FILE)}
-    sizes[LOWRANK_FILE] = save_state(lowrank_model, out_dir / LOWRANK_FILE)
+    network_shape = (in_channels, image_size, image_size)
+    headers = {"format": "pt", "format_version": str(FORMAT_VERSION)}
+    if input_contract is not None:
+        headers["input_contract"] = input_contract.model_dump_json()
+    sizes = {DENSE_FILE: save_state(dense_model, out_dir / DENSE_FILE, headers)}
+    sizes[LOWRANK_FILE] = save_state(lowrank_model, out_dir / LOWRANK_FILE, headers)
     meta = lowrank_metadata(
         arch=arch,
         num_classes=num_classes,
         in_channels=in_channels,
         image_size=image_size,
         structure=lowrank_structure(lowrank_model),
+        input_contract=input_contract,
         extra=extra_metadata,
     )
     write_text_atomic(out_dir / LOWRANK_META, json.dumps(meta, indent=2) + "\n")
     sizes[LOWRANK_META] = (out_dir / LOWRANK_META).stat().st_size
-    export_onnx(lowrank_model, input_shape, out_dir / ONNX_FILE)
+    exported = with_raw_input(lowrank_model.to("cpu"), input_contract)
+    shape = tuple(input_contract.shape) if input_contract is not None else network_shape
+    export_onnx(
+        exported,
+        shape,
+        out_dir / ONNX_FILE,
+        metadata=onnx_metadata(input_contract, network_shape, model_info),
+    )
     sizes[ONNX_FILE] = (out_dir / ONNX_FILE).stat().st_size
     if report is not None:
         sizes[REPORT_FILE] = write_report(out_dir, report)
@@ -203,12 +305,19 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
     if not path.exists():
         raise ExportError(f"{path} not found; is {folder} the output folder of a job?")
     meta = json.loads(path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise ExportError(
             f"{path} has format_version {meta.get('format_version')!r}; this version of "
-            f"lorita reads {FORMAT_VERSION}"
+            f"lorita reads {', '.join(str(v) for v in READABLE_FORMAT_VERSIONS)}"
         )
     return meta
+
+
+def read_input_contract(folder: str | Path) -> InputContract | None:
+    """The raw input the folder's models take (None for folders written before there
+    was one: their models take normalised tensors)."""
+    meta = _read_metadata(Path(folder))
+    return InputContract.model_validate(meta["input"]) if "input" in meta else None
 
 
 def _build_plain(meta: dict[str, Any]) -> nn.Module:
@@ -227,21 +336,38 @@ def _load_weights(model: nn.Module, path: Path) -> nn.Module:
     return model.eval()
 
 
-def load_lowrank(folder: str | Path, model: nn.Module | None = None) -> nn.Module:
-    """The compact low-rank model saved in `folder`, ready for inference.
+def _with_contract(network: nn.Module, meta: dict[str, Any], preprocess: bool) -> nn.Module:
+    if not preprocess or "input" not in meta:
+        return network
+    return RawInputModel(network, InputContract.model_validate(meta["input"])).eval()
 
-    Without `model`, the architecture named in lowrank.json is rebuilt from the zoo;
-    with a plain `model` of the same architecture, it is converted (a copy) instead.
+
+def load_lowrank(
+    folder: str | Path, model: nn.Module | None = None, *, preprocess: bool = True
+) -> nn.Module:
+    """The compact low-rank model saved in `folder`, ready for inference on raw input.
+
+    It takes the data as the dataset stores it (see MODEL_CARD.md or
+    `read_input_contract(folder)`: layout, values) and normalises it itself.
+    `preprocess=False` returns the bare network, which takes normalised NCHW tensors
+    as in training. Without `model`, the architecture named in lowrank.json is rebuilt
+    from the zoo; with a plain `model` of the same architecture, it is converted (a
+    copy) instead.
     """
     folder = Path(folder)
     meta = _read_metadata(folder)
     plain = _build_plain(meta) if model is None else model
     skeleton = apply_lowrank_structure(plain, meta["structure"], inplace=False)
-    return _load_weights(skeleton, folder / LOWRANK_FILE)
+    network = _load_weights(skeleton, folder / LOWRANK_FILE)
+    return _with_contract(network, meta, preprocess)
 
 
-def load_dense(folder: str | Path, model: nn.Module | None = None) -> nn.Module:
-    """The truncated model in the original structure (model.safetensors)."""
+def load_dense(
+    folder: str | Path, model: nn.Module | None = None, *, preprocess: bool = True
+) -> nn.Module:
+    """The truncated model in the original structure (model.safetensors), on raw input
+    like load_lowrank (`preprocess=False`: the bare network)."""
     folder = Path(folder)
-    plain = _build_plain(_read_metadata(folder)) if model is None else model
-    return _load_weights(plain, folder / DENSE_FILE)
+    meta = _read_metadata(folder)
+    plain = _build_plain(meta) if model is None else model
+    return _with_contract(_load_weights(plain, folder / DENSE_FILE), meta, preprocess)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.catalog import default_recipe, uses_channels_last
+from core.catalog import default_finetune_epochs, default_recipe, uses_channels_last
 from core.devices import resolve_device
 from core.errors import SpecError
 from core.spec import JobSpec
@@ -38,6 +38,19 @@ def _check_model_fits_data(spec: JobSpec, info: Any) -> None:
         )
 
 
+FROM_SCRATCH = "from scratch"
+FROM_PRETRAINED = "from pretrained"
+
+
+def starts_from_weights(spec: JobSpec) -> bool:
+    return spec.model.weights is not None
+
+
+def recipe_name(spec: JobSpec) -> str:
+    """Which default recipe a job's training fields came from (the report records it)."""
+    return FROM_PRETRAINED if starts_from_weights(spec) else FROM_SCRATCH
+
+
 def resolve_spec(spec: JobSpec, info: Any, *, device: str | None = None) -> JobSpec:
     """A new spec with every None filled from the dataset `info` and the recipe.
 
@@ -55,7 +68,11 @@ def resolve_spec(spec: JobSpec, info: Any, *, device: str | None = None) -> JobS
             "image_size": spec.model.image_size or info.image_size,
         }
     )
-    defaults = default_recipe(spec.model.arch, image_size=model.image_size)
+    # A job that starts from the user's trained weights fine-tunes them (the family's
+    # "from pretrained" recipe); one without trains LoRITa from a random init.
+    defaults = default_recipe(
+        spec.model.arch, image_size=model.image_size, pretrained=starts_from_weights(spec)
+    )
     defaults["amp"] = on_cuda
     defaults["compile"] = on_cuda
     # channels_last speeds up convolutions on tensor cores; it means nothing to the others.
@@ -65,4 +82,25 @@ def resolve_spec(spec: JobSpec, info: Any, *, device: str | None = None) -> JobS
     train = spec.train.model_copy(
         update={key: (defaults[key] if given[key] is None else given[key]) for key in defaults}
     )
-    return spec.model_copy(update={"model": model, "train": train}, deep=True)
+    compress = spec.compress
+    if compress.finetune_epochs is None:
+        compress = compress.model_copy(
+            update={"finetune_epochs": default_finetune_epochs(spec.model.arch)}
+        )
+    return spec.model_copy(update={"model": model, "train": train, "compress": compress}, deep=True)
+
+
+def recipe_info(spec: JobSpec):
+    """The report's record of the recipe: its name and the values the training ran with."""
+    from core.result import RecipeInfo
+
+    train = spec.train
+    return RecipeInfo(
+        name=recipe_name(spec),
+        epochs=train.epochs,
+        optimizer=train.optimizer,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        batch_size=train.batch_size,
+        schedule=train.schedule,
+    )

@@ -28,6 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.contract import InputContractBase
+
 
 def _absent_when_none(value: Any) -> bool:
     return value is None
@@ -132,9 +134,23 @@ class Timings(Section):
     baseline: float = 0.0
     rank_search: float = 0.0
     export: float = 0.0
+    compare: float | None = optional("the comparisons (fine-tuning and timing the peers)")
+    quantize: float | None = optional("the int8 model: calibrating, quantizing and measuring")
+
+
+class InputContract(Section, InputContractBase):
+    """The raw input the exported models take, and their preprocessing (core.contract)."""
 
 
 # --------------------------------------------------------------- blocks
+
+
+class CpuLatency(Section):
+    """Milliseconds per forward pass on the CPU at batch 1 and at batch 64, measured in
+    interleaved rounds with the other methods' models (so a busy moment hits all alike)."""
+
+    batch_1: BeforeAfter
+    batch_64: BeforeAfter
 
 
 class CompressionBlock(Section):
@@ -146,6 +162,9 @@ class CompressionBlock(Section):
     latency_ms: BeforeAfter = Field(description="for one input (batch 1) on the job's device")
     file_size_bytes: BeforeAfterCount | None = optional("bytes of the stored weights")
     curve: list[CurvePoint] | None = optional("the accuracy/size trade-off, largest first")
+    latency_cpu: CpuLatency | None = optional(
+        "CPU latency at batch 1 and 64, measured beside the comparisons' models"
+    )
 
 
 class RankSearchBlock(CompressionBlock):
@@ -164,6 +183,172 @@ class RankSearchBlock(CompressionBlock):
     )
 
 
+class TruncationPoint(Section):
+    """A model truncated by plain SVD (no LoRITa training), measured on the test split."""
+
+    accuracy: float
+    params: int
+    flops: int
+    params_kept: float = Field(description="share of the uploaded model's parameters kept")
+    flops_kept: float = Field(description="share of the uploaded model's FLOPs kept")
+    ranks: dict[str, int]
+
+
+class PretrainedBlock(Section):
+    """The user's uploaded model, the reference a warm-started job is judged against."""
+
+    weights: str = Field(description="the job's model.weights reference")
+    accuracy: float = Field(description="test accuracy of the uploaded model as uploaded")
+    val_accuracy: float | None = None
+    warm_start_accuracy: float | None = Field(
+        None,
+        description="test accuracy of the balanced split before fine-tuning (the same "
+        "function as the uploaded model, so the same accuracy)",
+    )
+    params: int
+    flops: int
+    plain_truncation: TruncationPoint = Field(
+        description="the uploaded model's own SVD truncated to the budget LoRITa reached "
+        "(ranks chosen on the validation split, best accuracy at that budget)"
+    )
+
+
+class RecipeInfo(Section):
+    """Which default recipe the job's training fields came from, and the values that ran."""
+
+    name: str = Field(description="'from scratch' or 'from pretrained'")
+    epochs: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int
+    schedule: str | None = None
+
+
+class ComparisonBlock(CompressionBlock):
+    """Another way to get a small model from the same data and budget (JobSpec.comparisons).
+
+    `accuracy.uncompressed` and the other "uncompressed" values are those of the plain
+    N=1 model every comparison starts from; `latency_ms` is `latency_cpu.batch_1`.
+    """
+
+    method: str = Field(description="plain, plain+finetune or pruning")
+    description: str = Field(description="what was done, in a few words")
+    params_kept: float = Field(description="share of the N=1 model's parameters kept")
+    flops_kept: float = Field(description="share of the N=1 model's FLOPs kept")
+    sized_to: str | None = optional(
+        "params or flops: the size matched to LoRITa's chosen model (absent: chosen by the "
+        "accuracy tolerance, as LoRITa's own)"
+    )
+    latency_cpu: CpuLatency
+    finetune_epochs: int = Field(0, description="epochs of fine-tuning after compression")
+    note: str | None = optional("how the method differs from what was asked, and why")
+    ranks: dict[str, int] | None = optional("rank kept per layer (truncation methods)")
+    pruning: dict[str, Any] | None = optional("what structured pruning did (ratio, widths)")
+    finetune_history: list[EpochRecord] | None = optional("the fine-tuning epochs")
+
+
+class VerdictEntry(Section):
+    """One method's standing in the verdict."""
+
+    method: str
+    accuracy: float = Field(description="test accuracy of the compressed model")
+    kept: float = Field(description="share of params or FLOPs kept (Verdict.target)")
+    within_tolerance: bool
+
+
+class Verdict(Section):
+    """Which method gives the best small model at the user's tolerance."""
+
+    best: str = Field(description="lorita or one of the comparisons")
+    criterion: str = Field(
+        description="smallest_within_tolerance (the smallest model whose accuracy is within "
+        "the tolerance of the plain N=1 model, the most accurate among equal sizes) or "
+        "most_accurate (no method stayed within it)"
+    )
+    target: str = Field(description="params or flops: the size compared")
+    tolerance: float = Field(description="allowed accuracy loss (compress.max_accuracy_drop)")
+    reference_accuracy: float = Field(description="test accuracy of the uncompressed N=1 model")
+    standings: list[VerdictEntry]
+    sentence: str = Field(description="the verdict in one line")
+
+
+class ResultWarning(Section):
+    """Something about the job's numbers a reader must know before trusting them."""
+
+    kind: str = Field(
+        description="did_not_learn (a model is near chance), compressed_far_below (the "
+        "compressed model lost much more than the uncompressed one had), baseline_better "
+        "(the plain N=1 model beats LoRITa's compressed model by more than the tolerance)"
+    )
+    message: str = Field(description="what was seen, with the numbers")
+    advice: str = Field(description="what to change")
+    run: str | None = optional("which model it concerns: lorita or baseline")
+
+
+class OnnxLatency(Section):
+    """Median milliseconds per run of an ONNX file with onnxruntime on the CPU."""
+
+    batch_1: float
+    batch_64: float
+
+
+class OnnxMeasurement(Section):
+    """One ONNX model run the way a user runs it: onnxruntime on the CPU, raw input."""
+
+    file: str | None = optional(
+        "its name in the artifact folder (absent: a reference measured, not shipped)"
+    )
+    test_accuracy: float = Field(description="on the whole test split")
+    val_accuracy: float = Field(description="on the whole validation split")
+    file_size_bytes: int
+    latency_ms: OnnxLatency
+
+
+class Int8Calibration(Section):
+    """Where the activation ranges of the int8 model came from."""
+
+    split: str = Field(description="always train: validation and test stay unseen")
+    samples: int = Field(description="samples drawn (seeded, without replacement)")
+    drawn_from: int = Field(description="size of the training split they were drawn from")
+    method: str = Field(description="minmax, percentile or entropy")
+    seed: int
+
+
+class Int8Block(Section):
+    """The compressed model in 8 bits (model.int8.onnx), measured beside the float32
+    low-rank model.onnx and the dense uncompressed model (core.int8_stage)."""
+
+    file: str = Field(description="model.int8.onnx")
+    format: str = Field(description="QDQ: int8 weights and activations, onnxruntime's format")
+    weights: str = Field(description="e.g. int8 per-channel")
+    activations: str
+    keep_float: str = Field(description="the compress.keep_float setting")
+    kept_float: list[str] = Field(description="ONNX nodes left in float32")
+    calibration: Int8Calibration
+    dense_fp32: OnnxMeasurement = Field(
+        description="the uncompressed model (full rank, dense layers) exported the same way"
+    )
+    lowrank_fp32: OnnxMeasurement = Field(description="model.onnx")
+    lowrank_int8: OnnxMeasurement = Field(description="model.int8.onnx")
+    compression_ratio: float = Field(
+        description="dense fp32 file size / int8 file size: low rank and 8 bits together"
+    )
+    int8_ratio: float = Field(description="model.onnx size / model.int8.onnx size")
+    accuracy_cost: float = Field(
+        description="validation accuracy of model.onnx minus that of model.int8.onnx "
+        "(the split the int8 model is judged on, like the ranks)"
+    )
+    test_accuracy_cost: float = Field(description="the same on the test split, for the record")
+    tolerance: float = Field(description="compress.max_accuracy_drop")
+    within_tolerance: bool = Field(description="accuracy_cost is at most the tolerance")
+    recommended: str = Field(
+        description="the file to ship: model.int8.onnx within the tolerance, else model.onnx"
+    )
+    threads: int = Field(description="onnxruntime intra-op threads of the latency runs")
+    latency_rounds: int = Field(description="interleaved rounds each latency is a median of")
+
+
 class Result(RankSearchBlock):
     """The Result of a job (report.json, the API's job result, `lorita compress --json`)."""
 
@@ -176,6 +361,28 @@ class Result(RankSearchBlock):
     timings_s: Timings
     baseline: RankSearchBlock | None = optional(
         "the plain N=1 model, trained with the same recipe and compressed the same way"
+    )
+    comparisons: dict[str, ComparisonBlock] | None = optional(
+        "other methods run on the same data and budget, by name (JobSpec.comparisons)"
+    )
+    comparisons_skipped: dict[str, str] | None = optional(
+        "comparisons that could not run on this model, with the reason"
+    )
+    verdict: Verdict | None = optional("which method is best at the tolerance")
+    pretrained: PretrainedBlock | None = optional(
+        "the user's uploaded model (model.weights): its own accuracy and its plain SVD "
+        "truncation at the compressed model's budget"
+    )
+    recipe: RecipeInfo | None = optional("the default recipe the training fields came from")
+    warnings: list[ResultWarning] | None = optional(
+        "reasons not to trust the numbers at face value (core.sanity), most serious first"
+    )
+
+    input_contract: InputContract | None = optional(
+        "the raw input the exported models take (layout, dtype, values, preprocessing)"
+    )
+    int8: Int8Block | None = optional(
+        "the int8 model (compress.quantize int8), measured with onnxruntime on the CPU"
     )
 
     def summary(self) -> ResultSummary:

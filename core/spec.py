@@ -8,19 +8,54 @@ torch-free catalog (core.catalog), so the API validates specs without torch.
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.catalog import REGISTRY, arch_help, available_datasets, dataset_help, is_dataset_reference
+from core.catalog import (
+    REGISTRY,
+    arch_help,
+    available_datasets,
+    dataset_help,
+    is_dataset_reference,
+    parse_upload_reference,
+)
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["cosine", "onecycle", "step", "plateau", "constant"]
 ForwardOrder = Literal["auto", "chain", "product"]
 RankStrategy = Literal["accuracy", "budget", "uniform", "global"]
 BudgetTarget = Literal["params", "flops"]
+Comparison = Literal["plain", "plain+finetune", "pruning"]
+Quantize = Literal["none", "int8"]
+# Weight layers left in float in the int8 model: none, or the first and the last.
+KeepFloat = Literal["none", "first_last"]
+COMPARISONS: tuple[str, ...] = get_args(Comparison)
 
 MAX_FACTOR = 6
+# The accuracy tolerance is a fraction of accuracy (0.01 = one percentage point). More
+# than 20 points is never a sensible "allowed drop"; a value like 1 is almost always
+# meant as percentage points, and would allow any rank, so it is refused, not clipped.
+MAX_ACCURACY_DROP_LIMIT = 0.2
+
+
+def tolerance_message(value: float) -> str:
+    """Why `value` is no accuracy tolerance, in the tolerance's unit."""
+    message = (
+        "a fraction of accuracy: 0.01 means one percentage point; "
+        f"allowed 0 to {MAX_ACCURACY_DROP_LIMIT:g} (20 points), got {value:g}"
+    )
+    if 1.0 <= value <= 100.0:
+        unit = "point" if value == 1 else "points"
+        message += f"; for {value:g} percentage {unit} write {value / 100:g}"
+    return message
+
+
+def did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
+    """The words "did you mean 'x'? " for a near miss among `choices`, else ""."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 class _Strict(BaseModel):
@@ -33,12 +68,33 @@ class ModelSpec(_Strict):
     num_classes: int | None = Field(None, ge=2, le=100_000, description="Inferred from data.")
     in_channels: int | None = Field(None, ge=1, le=64, description="Inferred from data.")
     image_size: int | None = Field(None, ge=4, le=1024, description="Inferred from data.")
+    weights: str | None = Field(
+        None,
+        max_length=1000,
+        description="Start from your trained model: upload:ID of weights uploaded with "
+        "POST /api/v1/models (or, in the CLI, a .safetensors path). The composed layers "
+        "start at the balanced split of these weights and the 'from pretrained' recipe "
+        "fine-tunes them.",
+    )
 
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
         value = value.strip()
         REGISTRY.lookup(value)  # its SpecError (a ValueError) names the choices
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_reference(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if parse_upload_reference(value) is None and not value.lower().endswith(".safetensors"):
+            raise ValueError(
+                f"model.weights {value!r} must be upload:ID (POST /api/v1/models lists "
+                "yours) or a path to a .safetensors file"
+            )
         return value
 
 
@@ -56,9 +112,12 @@ class DataSpec(_Strict):
     def _known_dataset(cls, value: str) -> str:
         value = value.strip()
         if not is_dataset_reference(value):
+            # Worded for the service, which runs built-ins and uploads only; the CLI checks
+            # --dataset itself first and names files instead of uploads.
             raise ValueError(
-                f"unknown dataset {value!r}; choose one of {', '.join(available_datasets())}, "
-                "upload:ID for an uploaded dataset, or a path ending in .npz or .zip"
+                f"unknown dataset {value!r}; {did_you_mean(value, available_datasets())}"
+                f"choose one of {', '.join(available_datasets())}, or upload:ID for a dataset "
+                "you uploaded"
             )
         return value
 
@@ -102,7 +161,10 @@ class CompressSpec(_Strict):
         "spectrum per layer / pooled across layers.",
     )
     max_accuracy_drop: float = Field(
-        0.005, ge=0.0, le=1.0, description="Allowed accuracy loss (0.005 = half a point)."
+        0.005,
+        description="Allowed accuracy loss, a fraction: 0.01 means one percentage point "
+        f"(0.005 = half a point); 0 to {MAX_ACCURACY_DROP_LIMIT}.",
+        json_schema_extra={"minimum": 0.0, "maximum": MAX_ACCURACY_DROP_LIMIT},
     )
     target: BudgetTarget = Field("params", description="What the budget and search minimise.")
     budget: float | None = Field(
@@ -111,7 +173,31 @@ class CompressSpec(_Strict):
     keep_fraction: float | None = Field(
         None, gt=0.0, le=1.0, description="Share of singular values kept (uniform / global)."
     )
-    finetune_epochs: int = Field(0, ge=0, le=1_000, description="Fine-tune after truncation.")
+    finetune_epochs: int | None = Field(
+        None,
+        ge=0,
+        le=1_000,
+        description="Epochs of fine-tuning of the compressed model after truncation "
+        "(default: the architecture family's; 3 for the FCN, 0 for the others).",
+    )
+    quantize: Quantize = Field(
+        "none",
+        description="int8: also write model.int8.onnx, the compressed model quantized to 8 "
+        "bits (static, activations calibrated on a sample of the training split), measured "
+        "with onnxruntime on the test split beside the float32 models.",
+    )
+    keep_float: KeepFloat = Field(
+        "none",
+        description="With quantize int8: first_last keeps the first and the last weight "
+        "layer in float32 (the layers that most often lose accuracy in 8 bits).",
+    )
+
+    @field_validator("max_accuracy_drop")
+    @classmethod
+    def _drop_is_a_fraction(cls, value: float) -> float:
+        if not 0.0 <= value <= MAX_ACCURACY_DROP_LIMIT:  # also refuses NaN
+            raise ValueError(tolerance_message(value))
+        return value
 
     @model_validator(mode="after")
     def _strategy_needs(self) -> CompressSpec:
@@ -120,6 +206,10 @@ class CompressSpec(_Strict):
         if self.strategy in ("uniform", "global") and self.keep_fraction is None:
             raise ValueError(
                 f"strategy {self.strategy!r} needs compress.keep_fraction (share to keep, 0-1]"
+            )
+        if self.keep_float != "none" and self.quantize == "none":
+            raise ValueError(
+                "compress.keep_float applies to the int8 model only; add compress.quantize 'int8'"
             )
         return self
 
@@ -131,5 +221,23 @@ class JobSpec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     compress: CompressSpec = Field(default_factory=CompressSpec)
     baseline: bool = Field(
-        False, description="Also train a plain N=1 model with the same recipe for comparison."
+        False,
+        description="Also train a plain N=1 model with the same recipe for comparison "
+        "(the same as comparisons ['plain']).",
     )
+    comparisons: list[Comparison] = Field(
+        default_factory=list,
+        description="Methods to compare LoRITa with, on the same data and budget: plain "
+        "(N=1 truncated by the same rank search), plain+finetune (N=1 truncated to LoRITa's "
+        "size, then fine-tuned), pruning (structured pruning of N=1 to LoRITa's size, then "
+        "fine-tuned). One N=1 model is trained for all of them.",
+    )
+
+    @model_validator(mode="after")
+    def _baseline_is_plain(self) -> JobSpec:
+        # `baseline: true` (older clients) and comparisons ["plain"] mean the same job;
+        # both fields are kept in step so either reader sees what ran.
+        chosen = set(self.comparisons) | ({"plain"} if self.baseline else set())
+        self.comparisons = [name for name in COMPARISONS if name in chosen]
+        self.baseline = "plain" in chosen
+        return self

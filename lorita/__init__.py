@@ -6,7 +6,8 @@
     dense = lorita.merge(model)                       # original structure again
     small = lorita.to_lowrank(dense, {"layers.0": 20})
     result = lorita.run_job(lorita.JobSpec(...), "out/")   # the whole pipeline
-    model = lorita.load_lowrank("out/")               # reload a compressed model
+    model = lorita.load_lowrank("out/")               # reload a compressed model; it
+    predicted = model(raw_images).argmax(1)           # takes the data as it came
 
 Names are imported on first use, so `import lorita` stays fast (no torch import).
 """
@@ -33,6 +34,7 @@ _EXPORTS = {
     "singular_values": "core.lowrank",
     "load_lowrank": "core.export",
     "load_dense": "core.export",
+    "read_input_contract": "core.export",
     "choose_ranks": "core.ranks",
     "run_job": "core.pipeline",
     "train_model": "core.train",

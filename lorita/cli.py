@@ -3,7 +3,7 @@
     lorita compress --arch fcn --dataset mnist --factor 3 --epochs 8
     lorita compress ... --json          # exactly one JSON object (the Result) on stdout
     lorita data fetch mnist
-    lorita serve | lorita worker | lorita token create NAME | lorita migrate
+    lorita serve | lorita worker | lorita token create|list|revoke | lorita migrate
 
 Progress goes to stderr; results to stdout. Errors a user can fix exit with code 2
 and a one-line message, Ctrl-C with 130.
@@ -14,14 +14,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 
 from core.catalog import BUILTIN_DATASETS, arch_help
+from core.errors import SpecError
 from core.result import Result
-from core.spec import BudgetTarget, Optimizer, RankStrategy, Schedule
+from core.spec import (
+    COMPARISONS,
+    BudgetTarget,
+    KeepFloat,
+    Optimizer,
+    Quantize,
+    RankStrategy,
+    Schedule,
+)
 from core.threads import prefer_passive_openmp_wait
 from lorita import __version__
+from lorita.cli_terms import CliTerms, dataset_problem
+from lorita.comparison_table import format_comparisons
+from lorita.int8_view import int8_lines
+from lorita.pretrained_view import pretrained_lines
+from lorita.result_notes import baseline_lines, warning_lines
+from lorita.run_folder import default_out_dir, plan_run, record_run, remove_checkpoints
 
 prefer_passive_openmp_wait()  # before torch loads: see core/threads.py
 
@@ -46,14 +62,22 @@ def _add_compress(subparsers) -> None:
     p.add_argument(
         "--dataset", required=True, help=f"{', '.join(BUILTIN_DATASETS)} or a .npz / .zip file"
     )
+    p.add_argument(
+        "--weights",
+        type=Path,
+        help="start from your trained model: a .safetensors of ARCH's state_dict (the "
+        "'from pretrained' recipe fine-tunes it)",
+    )
     p.add_argument("--factor", type=int, default=3, help="N, linear maps per layer (1 = plain)")
     p.add_argument("--epochs", type=int, help="training epochs (default: per-arch recipe)")
     p.add_argument(
         "--max-accuracy-drop",
-        type=float,
+        type=_tolerance,
         default=DEFAULT_MAX_ACCURACY_DROP,
-        help="allowed accuracy loss for strategy 'accuracy', measured on the validation split "
-        "with a confidence margin (default %(default)s = half a point)",
+        metavar="DROP",
+        help="allowed accuracy loss for strategy 'accuracy', a fraction (0.01 = one "
+        "percentage point) or percentage points with a %% sign (1%%), measured on the "
+        "validation split with a confidence margin (default %(default)s = half a point)",
     )
     p.add_argument("--out", type=Path, help="output folder (default runs/ARCH-DATASET-nN)")
     p.add_argument("--json", action="store_true", help="print only the Result as JSON on stdout")
@@ -62,6 +86,16 @@ def _add_compress(subparsers) -> None:
     p.add_argument("--budget", type=float, help="share of params/FLOPs to keep (strategy budget)")
     p.add_argument("--keep-fraction", type=float, help="share of singular values (uniform/global)")
     p.add_argument("--finetune-epochs", type=int, help="fine-tune the compressed model")
+    p.add_argument(
+        "--quantize",
+        choices=get_args(Quantize),
+        help="int8: also write model.int8.onnx (calibrated on training samples) and measure it",
+    )
+    p.add_argument(
+        "--keep-float",
+        choices=get_args(KeepFloat),
+        help="with --quantize int8: first_last keeps the first and last layers in float32",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float, help="the LoRITa penalty strength")
@@ -69,7 +103,17 @@ def _add_compress(subparsers) -> None:
     p.add_argument("--schedule", choices=get_args(Schedule))
     p.add_argument("--seed", type=int)
     p.add_argument("--train-subset", type=int, help="train on this many samples only")
-    p.add_argument("--baseline", action="store_true", help="also train and compress N=1")
+    p.add_argument(
+        "--baseline", action="store_true", help="also train and compress N=1 (= --compare plain)"
+    )
+    p.add_argument(
+        "--compare",
+        type=_comparison_list,
+        default=[],
+        metavar="METHODS",
+        help=f"comma-separated comparisons on the same data and budget: "
+        f"{','.join(COMPARISONS)} (or all); one N=1 model is trained for all of them",
+    )
     p.add_argument("--include", action="append", help="only factorize layers matching this glob")
     p.add_argument("--exclude", action="append", help="never factorize layers matching this glob")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -80,8 +124,43 @@ def _add_compress(subparsers) -> None:
         help="checkpoints (default OUT/checkpoints); an interrupted run resumes from them",
     )
     p.add_argument("--no-checkpoint", action="store_true", help="do not write checkpoints")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the checkpoints after success (they are removed by default)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run even if --out holds another or a finished run (its files are replaced)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(handler=_compress)
+
+
+def _tolerance(text: str) -> float:
+    """--max-accuracy-drop: a fraction (0.005), or percentage points with % (0.5%)."""
+    text = text.strip()
+    points = text.endswith("%")
+    try:
+        value = float(text[:-1] if points else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; give a fraction (0.01) or points with % (1%)"
+        ) from None
+    return value / 100 if points else value
+
+
+def _comparison_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["all"]:
+        return list(COMPARISONS)
+    unknown = [name for name in names if name not in COMPARISONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown comparison {', '.join(unknown)}; choose from {','.join(COMPARISONS)} or all"
+        )
+    return names
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -91,7 +170,7 @@ def _spec_from_args(args: argparse.Namespace):
         return {key: value for key, value in fields.items() if value is not None}
 
     document = {
-        "model": {"arch": args.arch},
+        "model": given(arch=args.arch, weights=str(args.weights) if args.weights else None),
         "data": given(dataset=args.dataset, train_subset=args.train_subset),
         "lorita": given(factor=args.factor, include=args.include, exclude=args.exclude),
         "train": given(
@@ -110,8 +189,11 @@ def _spec_from_args(args: argparse.Namespace):
             budget=args.budget,
             keep_fraction=args.keep_fraction,
             finetune_epochs=args.finetune_epochs,
+            quantize=args.quantize,
+            keep_float=args.keep_float,
         ),
         "baseline": args.baseline,
+        "comparisons": args.compare,
     }
     return JobSpec.model_validate(document)
 
@@ -183,7 +265,9 @@ def _change(before: float, after: float) -> str:
     return f"{100 * (after - before) / before:+.1f}%" if before else "n/a"
 
 
-def format_table(result: Result, out_dir: Path, wall_s: float) -> str:
+def format_table(
+    result: Result, out_dir: Path, wall_s: float, terms: Callable[[str], str] = str
+) -> str:
     """The human-readable summary printed after `lorita compress`."""
     spec = result.spec
     accuracy, val = result.accuracy, result.val_accuracy
@@ -229,10 +313,11 @@ def format_table(result: Result, out_dir: Path, wall_s: float) -> str:
         ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    epochs, drop = spec["train"]["epochs"], spec["compress"]["max_accuracy_drop"]
     lines = [
         f"LoRITa: {spec['model']['arch']} on {spec['data']['dataset']}, N={result.factor}, "
-        f"{spec['train']['epochs']} epochs, strategy {spec['compress']['strategy']} "
-        f"(max accuracy drop {100 * spec['compress']['max_accuracy_drop']:.2f} pts on val)",
+        f"{epochs} epoch{'' if epochs == 1 else 's'}, strategy {spec['compress']['strategy']} "
+        f"(max accuracy drop {drop:g} = {100 * drop:.2f} pts, on val)",
         "",
     ]
     for row in rows:
@@ -246,14 +331,17 @@ def format_table(result: Result, out_dir: Path, wall_s: float) -> str:
         f"{name}={rank}/{result.layers[name].full_rank}" for name, rank in result.ranks.items()
     )
     lines += ["", f"ranks: {ranks}"]
-    if result.baseline is not None:
-        base = result.baseline
-        lines.append(
-            f"baseline N=1: test accuracy {100 * base.accuracy.uncompressed:.2f}% -> "
-            f"{100 * base.accuracy.compressed:.2f}%, parameters "
-            f"{base.params.uncompressed:,} -> {base.params.compressed:,} "
-            f"({_change(base.params.uncompressed, base.params.compressed)})"
-        )
+    lines += baseline_lines(result)
+    lines += pretrained_lines(result)
+    quantized = int8_lines(result)
+    if quantized:
+        lines += ["", *quantized]
+    warnings = warning_lines(result, terms)
+    if warnings:
+        lines += ["", *warnings]
+    comparisons = format_comparisons(result)
+    if comparisons:
+        lines += ["", comparisons, ""]
     lines.append(f"artifacts in {out_dir} ({', '.join(result.artifacts)}); {wall_s:.0f}s")
     return "\n".join(lines)
 
@@ -261,15 +349,24 @@ def format_table(result: Result, out_dir: Path, wall_s: float) -> str:
 def _compress(args: argparse.Namespace) -> int:
     from core.pipeline import run_job
 
+    problem = dataset_problem(args.dataset.strip())
+    if problem:
+        raise SpecError(problem)
     spec = _spec_from_args(args)
-    out_dir = (
-        args.out
-        or Path("runs")
-        / f"{spec.model.arch.replace(':', '-')}-{spec.data.dataset}-n{spec.lorita.factor}"
-    )
+    out_dir = args.out or default_out_dir(spec.model.arch, spec.data.dataset, spec.lorita.factor)
     checkpoint_dir = (
         None if args.no_checkpoint else (args.checkpoint_dir or out_dir / "checkpoints")
     )
+    requested = spec.model_dump(mode="json")
+    plan = plan_run(
+        out_dir, checkpoint_dir, requested, force=args.force, flag_terms=args.terms.text
+    )
+    if plan.message:
+        print(f"lorita: {plan.message}", file=sys.stderr)
+    if plan.action == "finished":
+        stored = Result.model_validate_json((out_dir / "report.json").read_text())
+        return _show(stored, args, out_dir, 0.0)
+    record_run(out_dir, requested)
     view = _ProgressView(args.quiet)
     started = time.monotonic()
     try:
@@ -284,10 +381,20 @@ def _compress(args: argparse.Namespace) -> int:
     finally:
         view.close()
     wall = time.monotonic() - started
+    if not args.keep_checkpoints:
+        remove_checkpoints(out_dir, checkpoint_dir)
+    return _show(result, args, out_dir, wall)
+
+
+def _show(result: Result, args: argparse.Namespace, out_dir: Path, wall: float) -> int:
+    """The result on stdout (table or JSON); its warnings also on stderr, where they are
+    seen even when stdout goes to a file."""
+    for line in warning_lines(result, args.terms.text):
+        print(f"lorita: {line}", file=sys.stderr)
     if args.json:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:
-        print(format_table(result, out_dir, wall))
+        print(format_table(result, out_dir, wall, args.terms.text))
     return 0
 
 
@@ -338,7 +445,16 @@ def _add_service(subparsers) -> None:
     token_actions = token.add_subparsers(dest="action", required=True)
     create = token_actions.add_parser("create", help="create a token for user NAME")
     create.add_argument("name")
+    create.add_argument(
+        "--add", action="store_true", help="give a user who has a token already another one"
+    )
     create.set_defaults(handler=_token_create)
+    listing = token_actions.add_parser("list", help="list tokens (of user NAME)")
+    listing.add_argument("name", nargs="?", help="only this user's tokens")
+    listing.set_defaults(handler=_token_list)
+    revoke = token_actions.add_parser("revoke", help="delete a token (its id or prefix)")
+    revoke.add_argument("token", help="the id or prefix that `lorita token list` shows")
+    revoke.set_defaults(handler=_token_revoke)
 
     migrate = subparsers.add_parser("migrate", help="upgrade the database schema")
     migrate.set_defaults(handler=_migrate)
@@ -359,10 +475,27 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from store.tokens import create_token_cli
+    from store.tokens import TokenExists, create_token_cli
 
-    create_token_cli(args.name)
+    try:
+        create_token_cli(args.name, add=args.add)
+    except TokenExists as error:
+        print(f"lorita: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from store.tokens import list_tokens_cli
+
+    list_tokens_cli(args.name)
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from store.tokens import revoke_token_cli
+
+    return 0 if revoke_token_cli(args.token) else 1
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -389,26 +522,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from pydantic import ValidationError
 
     from core.errors import LoritaError
 
+    # Messages name spec fields (train.lr); on the command line they are flags (--lr).
+    args.terms = terms = CliTerms(_subparser(parser, "compress"))
     try:
         return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-            for item in error.errors()
-        )
-        print(f"lorita: invalid job: {problems}", file=sys.stderr)
+        print(f"lorita: {terms.validation_problems(error.errors())}", file=sys.stderr)
         return EXIT_USER_ERROR
     except LoritaError as error:
-        print(f"lorita: {error}", file=sys.stderr)
+        print(f"lorita: {terms.text(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:  # argparse keeps sub-commands in a private action
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +21,7 @@ from store.settings import Settings, get_settings
 
 CONTENT_TYPES = {
     ".json": "application/json",
+    ".md": "text/markdown; charset=utf-8",
     ".safetensors": "application/octet-stream",
     ".onnx": "application/octet-stream",
     ".txt": "text/plain; charset=utf-8",
@@ -110,6 +111,18 @@ def artifact_store(settings: Settings | None = None) -> LocalArtifactStore:
     return LocalArtifactStore(settings.artifact_dir)
 
 
+@contextmanager
+def receiving_folder(incoming: Path) -> Iterator[Path]:
+    """A private temporary folder under `incoming` for an upload in progress; always
+    removed afterwards, so a rejected upload leaves nothing behind."""
+    incoming.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=incoming))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class DatasetFiles:
     """Uploaded dataset files: ROOT/<id>.npz|zip, written only after validation."""
 
@@ -122,16 +135,9 @@ class DatasetFiles:
             raise ValueError(f"unknown dataset kind {kind!r}")
         return self.root / f"{_checked_id(dataset_id)}.{kind}"
 
-    @contextmanager
-    def receive(self) -> Iterator[Path]:
-        """A private temporary folder for an upload in progress; always removed afterwards,
-        so a rejected upload leaves nothing behind."""
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(dir=self.incoming))
-        try:
-            yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+    def receive(self) -> AbstractContextManager[Path]:
+        """A private temporary folder for an upload in progress (`receiving_folder`)."""
+        return receiving_folder(self.incoming)
 
     def accept(self, received: Path, dataset_id: str, kind: str) -> Path:
         """Move a validated upload into place (same filesystem: atomic)."""

@@ -181,3 +181,30 @@ class Dataset(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     info: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelUpload(Base):
+    """Uploaded weights of a trained model (.safetensors) for an architecture.
+
+    The architecture and the shapes it was built for are part of the upload: the
+    weights were checked against exactly that model, and a job that uses them must
+    build the same one.
+    """
+
+    __tablename__ = "model_uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    filename: Mapped[str] = mapped_column(String(255))
+    arch: Mapped[str] = mapped_column(String(100))
+    num_classes: Mapped[int] = mapped_column(Integer)
+    in_channels: Mapped[int] = mapped_column(Integer)
+    image_size: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    tensor_count: Mapped[int] = mapped_column(Integer)
+    parameter_count: Mapped[int] = mapped_column(BigInteger)
+    # How the names and shapes were checked against the architecture at upload:
+    # "checked" (they fit), or "deferred" (no engine here; the worker checks at the job).
+    shape_check: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
+from sqlalchemy.exc import OperationalError
 
 from core.catalog import parse_upload_reference
 from store import jobs as repo
@@ -26,7 +27,9 @@ from store.datasets import get_owned_dataset
 from store.db import session_scope
 from store.models import CANCELLED, FAILED, FINAL_STATES, QUEUED, SUCCEEDED, Job
 from store.settings import Settings
+from store.weights import get_owned_model, weights_files
 from worker.app import RUN_JOB_TASK
+from worker.outbox import Outbox, database_unavailable, retry_while_unavailable
 
 log = logging.getLogger("lorita.worker")
 
@@ -37,6 +40,10 @@ SHUTTING_DOWN = threading.Event()
 STOP_POLL_S = 0.5  # the database is asked about a cancel at most this often
 PROGRESS_WRITE_S = 1.0  # batch progress is written at most this often
 PROGRESS_EVENT_S = 2.0  # and logged as an event at most this often
+# A job that ends while the database is away waits this long for it (its final
+# state and kept events); the message is requeued when the database is away at start.
+DB_OUTAGE_MAX_WAIT_S = 3600.0
+START_RETRY_S = 2.0
 
 
 @worker_shutting_down.connect
@@ -55,6 +62,11 @@ def register_tasks(app: Celery) -> None:
         hostname = self.request.hostname or "worker"
         try:
             return JobRun(settings, job_id, hostname).run()
+        except DatabaseUnavailableAtStart:
+            # Not claimed, so not ours: back to the queue (after a pause, not a busy loop).
+            log.warning("job %s: database unavailable; message requeued", job_id)
+            time.sleep(START_RETRY_S)
+            raise Reject("database unavailable", requeue=True) from None
         except Exception:  # the last line of defence: the worker must keep serving
             log.exception("job %s: unexpected error outside the pipeline", job_id)
             return "error"
@@ -62,6 +74,17 @@ def register_tasks(app: Celery) -> None:
 
 class DatasetMissing(Exception):
     pass
+
+
+class DatabaseUnavailableAtStart(Exception):
+    pass
+
+
+class OutboxPending(OperationalError):
+    """Kept events could not be written yet: the final state must wait for them."""
+
+    def __init__(self) -> None:
+        super().__init__("kept events not yet written", None, Exception("database unavailable"))
 
 
 class JobRun:
@@ -78,10 +101,33 @@ class JobRun:
         self._last_progress_write = 0.0
         self._last_progress_event = 0.0
         self._heartbeat_stop = threading.Event()
+        # Events that could not be written during a database outage, in order.
+        self.outbox = Outbox(job_id, self._write_event)
 
     # --- the run --------------------------------------------------------------------
 
     def run(self) -> str:
+        try:
+            claimed = self._claim()
+        except Exception as error:
+            if database_unavailable(error):
+                raise DatabaseUnavailableAtStart from error
+            raise
+        if isinstance(claimed, str):
+            return claimed
+        spec_data, owner_id, attempt = claimed
+        log.info("job %s: running (attempt %d)", self.job_id, attempt)
+
+        heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True)
+        heartbeat.start()
+        try:
+            return self._run_pipeline(spec_data, owner_id)
+        finally:
+            self._heartbeat_stop.set()
+            heartbeat.join(timeout=5)
+
+    def _claim(self) -> str | tuple[dict[str, Any], int, int]:
+        """(spec, owner, attempt) once this worker owns the job, or why it does not run."""
         with session_scope(self.settings) as session:
             job = session.get(Job, self.job_id)
             if job is None:
@@ -97,17 +143,10 @@ class JobRun:
                 session, self.job_id, "state",
                 {"status": "running", "worker": self.worker, "attempt": attempt},
             )  # fmt: skip
-        log.info("job %s: running (attempt %d)", self.job_id, attempt)
-
-        heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True)
-        heartbeat.start()
-        try:
-            return self._run_pipeline(spec_data, owner_id)
-        finally:
-            self._heartbeat_stop.set()
-            heartbeat.join(timeout=5)
+        return spec_data, owner_id, attempt
 
     def _run_pipeline(self, spec_data: dict[str, Any], owner_id: int) -> str:
+        from core.data.fetch import DatasetUnavailable
         from core.devices import is_out_of_memory, resolve_device
         from core.errors import Cancelled, LoritaError
 
@@ -120,7 +159,11 @@ class JobRun:
             from core.spec import JobSpec
 
             spec = JobSpec.model_validate(spec_data)
-            dataset_file = self._dataset_file(spec.data.dataset, owner_id)
+            dataset_file = self._when_database_is_back(
+                lambda: self._dataset_file(spec.data.dataset, owner_id),
+                f"job {self.job_id}: dataset lookup",
+            )
+            weights_file = self._weights_file(spec.model.weights, owner_id)
             device = resolve_device(self.settings.worker_device)
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,11 +176,16 @@ class JobRun:
                 on_event=self.on_event,
                 should_stop=self.should_stop,
                 checkpoint_dir=checkpoint_dir,
+                weights_file=weights_file,
             )
         except Cancelled:
             return self._stopped()
         except DatasetMissing as error:
             return self._fail(str(error), "data")
+        except DatasetUnavailable as error:
+            if self.lost.is_set():
+                return self._stopped()
+            return self._fail(unavailable_reason(error), "data")
         except LoritaError as error:
             if self.lost.is_set():
                 return self._stopped()
@@ -175,26 +223,40 @@ class JobRun:
             if self.lost.is_set():
                 return self._stopped()
             return self._fail(f"Could not store the artifacts: {error}", "storage")
-        with session_scope(self.settings) as session:
-            done = repo.finish_job(
-                session, self.job_id, self.worker, SUCCEEDED, result=result, progress=1.0
-            )
+        done = self._finish(SUCCEEDED, result=result, progress=1.0)
         self._clean_scratch()
         log.info("job %s: succeeded", self.job_id)
         return SUCCEEDED if done else "lost"
 
     def _fail(self, reason: str, kind: str) -> str:
-        with session_scope(self.settings) as session:
-            repo.finish_job(
-                session, self.job_id, self.worker, FAILED,
-                failure_reason=reason, failure_kind=kind,
-            )  # fmt: skip
+        self._finish(FAILED, failure_reason=reason, failure_kind=kind)
         self._clean_scratch()
         log.info("job %s: failed (%s): %s", self.job_id, kind, reason)
         return FAILED
 
+    def _finish(self, status: str, **values: Any) -> bool:
+        """The final state, after every kept event; both wait out a database outage."""
+
+        def write() -> bool:
+            if not self.outbox.flush():
+                raise OutboxPending
+            with session_scope(self.settings) as session:
+                return repo.finish_job(session, self.job_id, self.worker, status, **values)
+
+        return self._when_database_is_back(write, f"job {self.job_id}: {status}")
+
+    def _when_database_is_back(self, action, what: str):
+        return retry_while_unavailable(
+            action, what=what, give_up=SHUTTING_DOWN.is_set, max_wait_s=DB_OUTAGE_MAX_WAIT_S
+        )
+
     def _stopped(self) -> str:
         """The pipeline stopped at our request: cancel, shutdown, or the job is gone."""
+        return self._when_database_is_back(self._stop_now, f"job {self.job_id}: stop")
+
+    def _stop_now(self) -> str:
+        if not self.outbox.flush():
+            raise OutboxPending
         with session_scope(self.settings) as session:
             job = session.get(Job, self.job_id)
             if job is None:
@@ -247,15 +309,46 @@ class JobRun:
             )
         return path
 
+    def _weights_file(self, reference: str | None, owner_id: int) -> Path | None:
+        """The file of the owner's uploaded weights named by model.weights (upload:ID)."""
+        model_id = parse_upload_reference(reference) if reference else None
+        if model_id is None:
+            return None  # no weights (the API refuses paths for the service)
+        with session_scope(self.settings) as session:
+            found = get_owned_model(session, model_id, owner_id) is not None
+        path = weights_files(self.settings).path(model_id)
+        if not found or not path.is_file():
+            raise DatasetMissing(
+                f"The uploaded weights {reference} no longer exist on the server. Upload "
+                "them again (POST /api/v1/models) and submit the job with the new id."
+            )
+        return path
+
     # --- pipeline callbacks ---------------------------------------------------------
 
     def on_event(self, event: dict[str, Any]) -> None:
-        """Event sink: epochs and stages are written at once, batch progress throttled."""
+        """Event sink: epochs and stages are written at once (kept in order while the
+        database is away), batch progress throttled (and dropped during an outage)."""
+        kind = event.get("type", "event")
+        if kind == "result":
+            return  # the result is stored with the final state
+        if kind != "batch":
+            self.outbox.add(event)
+            self.outbox.flush()
+            return
+        now = time.monotonic()
+        if now - self._last_progress_write < PROGRESS_WRITE_S:
+            return
+        if len(self.outbox):  # the database was away: the kept events go first
+            self._last_progress_write = now
+            self.outbox.flush()
+            return
         try:
             self._write_event(event)
-        except Exception:
+        except Exception as error:
             # Losing one progress update must not fail the training run.
-            log.warning("job %s: could not record event %s", self.job_id, event.get("type"))
+            database_unavailable(error)
+            log.warning("job %s: could not record batch progress", self.job_id)
 
     def _write_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type", "event")
@@ -274,8 +367,6 @@ class JobRun:
                     self._last_progress_event = now
                     repo.add_event(session, self.job_id, "batch", event)
             return
-        if kind == "result":
-            return  # the result is stored with the final state
         with session_scope(self.settings) as session:
             if kind == "stage" and event.get("stage"):
                 updates["stage"] = str(event["stage"])[:32]
@@ -307,8 +398,21 @@ class JobRun:
             try:
                 with session_scope(self.settings) as session:
                     self._touch(session, {})
-            except Exception:
+            except Exception as error:
+                database_unavailable(error)
                 log.warning("job %s: heartbeat failed", self.job_id)
+
+
+def unavailable_reason(error) -> str:
+    """Why a built-in dataset could not be had, for someone who only has the dashboard."""
+    name = error.name
+    return (
+        f"The built-in dataset {name} is not on this server and the worker could not fetch "
+        f"it: {error.detail}. Upload the data instead (Datasets page, or POST "
+        f"/api/v1/datasets with a .npz) and submit the job on the upload, or ask the "
+        f"server's administrator to run `lorita data fetch {name}` on the worker machine "
+        f"(data folder {error.data_dir})."
+    )
 
 
 def _first_line(error: BaseException) -> str:

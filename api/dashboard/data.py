@@ -1,7 +1,8 @@
 """JSON endpoints only the dashboard needs (under /dashboard/api, signed in).
 
 - `GET /dashboard/api/options`: architectures and each one's default training recipe,
-  so the new-job form can show "blank = recipe default" as placeholders.
+  so the new-job form can show "blank = recipe default" as placeholders, and the spec
+  defaults of the other fields it offers.
 
 The job list is the API's own `GET /api/v1/jobs`: its rows carry the few result
 numbers a list row shows (factor N, accuracy, params and FLOPs before/after).
@@ -15,6 +16,7 @@ from fastapi import APIRouter
 
 from api.deps import CurrentUser
 from core.catalog import TORCHVISION, available_archs, default_recipe
+from core.spec import CompressSpec
 from store.models import JOB_STATES
 
 router = APIRouter(prefix="/dashboard/api", include_in_schema=False)
@@ -36,4 +38,9 @@ def form_options(user: CurrentUser) -> dict[str, Any]:
         # One torchvision model stands for the whole "tv:" family in the placeholders.
         "torchvision_recipe": _recipe(TORCHVISION.example),
         "states": list(JOB_STATES),
+        # Spec defaults the form shows for a blank field, in the API's own unit
+        # (the form converts to the unit it displays).
+        "defaults": {
+            "compress.max_accuracy_drop": CompressSpec.model_fields["max_accuracy_drop"].default,
+        },
     }

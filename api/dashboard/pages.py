@@ -27,6 +27,7 @@ PAGES = {
         Page("new", "/jobs/new", "New job", "new_job.html", "new_job.js", nav="new"),
         Page("job", "/jobs/{job_id}", "Job", "job.html", "job.js", nav="jobs", charts=True),
         Page("datasets", "/datasets", "Datasets", "datasets.html", "datasets.js", nav="datasets"),
+        Page("models", "/models", "Your models", "models.html", "models.js", nav="models"),
         Page(
             "compare",
             "/compare",

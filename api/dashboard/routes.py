@@ -98,6 +98,7 @@ NAV_LINKS = (
     ("jobs", "/", "Jobs"),
     ("new", "/jobs/new", "New job"),
     ("datasets", "/datasets", "Datasets"),
+    ("models", "/models", "Models"),
     ("compare", "/compare", "Compare"),
 )
 

@@ -18,7 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentUser, OwnedDataset, SessionDep, SettingsDep
 from api.schemas import DatasetOut
 from api.uploads import receive_upload
-from core.catalog import available_datasets, upload_reference
+from core.catalog import BUILTINS, available_datasets, upload_reference
+from core.data.layout import builtin_present
+from core.data.limits import UploadLimitExceeded
 from core.errors import DataError
 from store.artifacts import dataset_files
 from store.datasets import list_owned_datasets
@@ -86,6 +88,9 @@ def _validate(path, settings: Settings):
         path,
         max_bytes=settings.upload_max_bytes,
         max_uncompressed_bytes=settings.upload_max_uncompressed_bytes,
+        max_decoded_bytes=settings.upload_max_decoded_bytes,
+        max_samples=settings.upload_max_samples,
+        max_classes=settings.upload_max_classes,
     )
 
 
@@ -93,16 +98,18 @@ def _accept(settings: Settings, user_id: int, received_path, received, kind: str
     files = dataset_files(settings)
     dataset_id = new_id()
     files.accept(received_path, dataset_id, kind)
+    # The name the user gave is the dataset's name everywhere, its info included.
+    name = received.name or PurePath(received.filename).stem
     try:
         with session_scope(settings) as session:
             row = Dataset(
                 id=dataset_id,
                 owner_id=user_id,
-                name=received.name or PurePath(received.filename).stem,
+                name=name[:255],
                 filename=PurePath(received.filename).name[:255],
                 kind=kind,
                 size_bytes=received.size,
-                info=info_dict(info),
+                info={**info_dict(info), "name": name[:255]},
             )
             session.add(row)
         return row
@@ -132,9 +139,11 @@ async def upload_dataset(request: Request, user: CurrentUser, settings: Settings
         path = (folder / "upload").rename(folder / safe_filename(received.filename, kind))
         try:
             info = await run_in_threadpool(_validate, path, settings)
+        except UploadLimitExceeded as error:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(error)) from None
         except DataError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError) as error:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"Unreadable dataset file: {error}"
             ) from None
@@ -142,13 +151,25 @@ async def upload_dataset(request: Request, user: CurrentUser, settings: Settings
     return dataset_out(row)
 
 
+def builtin_out(name: str, settings: Settings) -> DatasetOut:
+    """A built-in set: its facts from the catalog, and whether this server has it."""
+    dataset = BUILTINS[name]
+    return DatasetOut(
+        id=name,
+        reference=name,
+        name=name,
+        builtin=True,
+        info=info_dict(dataset.info()),
+        present=builtin_present(name, settings.data_dir),
+        source=dataset.source(),
+    )
+
+
 @router.get("", response_model=list[DatasetOut])
-def list_datasets(session: SessionDep, user: CurrentUser):
-    """Built-in datasets, then the user's uploads (newest first)."""
-    builtin = [
-        DatasetOut(id=name, reference=name, name=name, builtin=True)
-        for name in available_datasets()
-    ]
+def list_datasets(session: SessionDep, user: CurrentUser, settings: SettingsDep):
+    """Built-in datasets (facts, and whether this server holds them), then the user's
+    uploads (newest first)."""
+    builtin = [builtin_out(name, settings) for name in available_datasets()]
     return builtin + [dataset_out(row) for row in list_owned_datasets(session, user.id)]
 
 

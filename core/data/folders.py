@@ -15,35 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.catalog.datasets import FASHION_MNIST_CLASSES
 from core.data.idx import read_idx
+from core.data.layout import (  # noqa: F401 - re-exported: the layout lives in one place
+    CIFAR_FOLDERS,
+    IDX_COUNTS,
+    IDX_FILES,
+    IDX_FOLDERS,
+    find_idx_file,
+    idx_dataset_present,
+    idx_raw_dir,
+)
 from core.data.splits import RawDataset
 from core.errors import DataError
 
-IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-IDX_FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-IDX_COUNTS = {"train": 60_000, "t10k": 10_000}
-CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
-
-
-def idx_raw_dir(name: str, data_dir: Path) -> Path:
-    return Path(data_dir) / IDX_FOLDERS[name] / "raw"
-
-
-def find_idx_file(raw_dir: Path, stem: str) -> Path | None:
-    """The unpacked file if present, else the gzipped one (torchvision keeps both)."""
-    for candidate in (raw_dir / stem, raw_dir / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+FASHION_CLASSES = FASHION_MNIST_CLASSES  # the catalog holds the facts of the built-ins
 
 
 def missing_message(name: str, data_dir: Path, detail: str) -> str:
@@ -51,11 +37,6 @@ def missing_message(name: str, data_dir: Path, detail: str) -> str:
         f"dataset {name!r} is not in {data_dir} ({detail}); run `lorita data fetch {name}` "
         "or set LORITA_DATA_DIR to the folder that holds it"
     )
-
-
-def idx_dataset_present(name: str, data_dir: Path) -> bool:
-    raw_dir = idx_raw_dir(name, data_dir)
-    return all(find_idx_file(raw_dir, stem) for stem in IDX_FILES.values())
 
 
 def load_idx_dataset(name: str, data_dir: Path) -> RawDataset:
@@ -82,6 +63,8 @@ def load_idx_dataset(name: str, data_dir: Path) -> RawDataset:
         y_test=torch.from_numpy(arrays["y_test"].astype(np.int64)),
         num_classes=10,
         class_names=names,
+        layout="NHW",  # IDX files hold (N, 28, 28) uint8
+        dtype="uint8",
     )
 
 
@@ -109,6 +92,8 @@ def load_cifar(name: str, data_dir: Path) -> RawDataset:
         y_test=torch.tensor(test.targets, dtype=torch.long),
         num_classes=len(train.classes),
         class_names=tuple(train.classes),
+        layout="NHWC",  # torchvision's CIFAR `data` is (N, 32, 32, 3) uint8
+        dtype="uint8",
     )
 
 

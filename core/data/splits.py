@@ -15,13 +15,18 @@ from torch.utils.data import TensorDataset
 
 from core.catalog import DatasetInfo
 from core.errors import DataError
+from core.result import InputContract
 
 
 @dataclass
 class RawDataset:
     """A dataset as loaded from disk, before splitting and normalisation.
 
-    x_*: (N, C, H, W) uint8 (0-255) or float32; y_*: (N,) int64 labels 0..K-1.
+    x_*: (N, C, H, W) uint8 (0-255) or float32 holding the dataset's own values;
+    y_*: (N,) int64 labels 0..K-1. `layout` is the axis order the dataset stores
+    its images in (x_* are reordered to NCHW), `divisor` what its values are divided
+    by before normalisation (None: 255 for uint8, else 1), `dtype` the stored dtype:
+    together they are the raw-input contract of the exported models.
     """
 
     name: str
@@ -31,6 +36,14 @@ class RawDataset:
     y_test: torch.Tensor
     num_classes: int
     class_names: tuple[str, ...] | None = None
+    layout: str = "NCHW"
+    divisor: float | None = None
+    dtype: str | None = None
+
+    def value_divisor(self) -> float:
+        if self.divisor is not None:
+            return float(self.divisor)
+        return 255.0 if self.x_train.dtype == torch.uint8 else 1.0
 
     def info(self) -> DatasetInfo:
         return DatasetInfo(
@@ -64,6 +77,7 @@ class DatasetSplits:
     is_image: bool = True
     class_names: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict)
+    input_contract: InputContract | None = None
 
     @property
     def info(self) -> DatasetInfo:
@@ -102,10 +116,12 @@ def split_indices(
     return order[num_val:], order[:num_val]
 
 
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    return x.float()
+def _to_float(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    # The same float32 operations as core.preprocess.RawInput, so exported models
+    # given the raw values compute exactly what was evaluated here.
+    # A copy: normalising in place must not change the RawDataset's own tensors.
+    x = x.to(torch.float32, copy=True)
+    return x.div_(divisor) if divisor != 1.0 else x
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,9 +138,10 @@ def make_splits(
     raw: RawDataset, *, val_fraction: float = 0.1, seed: int = 0, train_subset: int | None = None
 ) -> DatasetSplits:
     train_idx, val_idx = split_indices(len(raw.y_train), val_fraction, seed, train_subset)
-    x_train = _to_float(raw.x_train[train_idx])
-    x_val = _to_float(raw.x_train[val_idx])
-    x_test = _to_float(raw.x_test)
+    divisor = raw.value_divisor()
+    x_train = _to_float(raw.x_train[train_idx], divisor)
+    x_val = _to_float(raw.x_train[val_idx], divisor)
+    x_test = _to_float(raw.x_test, divisor)
     if not (torch.isfinite(x_train).all() and torch.isfinite(x_test).all()):
         raise DataError(f"{raw.name}: the images contain NaN or infinite values")
 
@@ -148,6 +165,24 @@ def make_splits(
         channel_mean=tuple(float(v) for v in mean),
         channel_std=tuple(float(v) for v in std),
         class_names=raw.class_names,
+        input_contract=input_contract(raw, mean, std),
+    )
+
+
+def input_contract(raw: RawDataset, mean: torch.Tensor, std: torch.Tensor) -> InputContract:
+    """The raw input the exported models take: this dataset's values, layout and dtype."""
+    _, channels, height, width = raw.x_train.shape
+    shapes = {"NHW": [height, width], "NCHW": [channels, height, width]}
+    values = raw.x_train if raw.x_train.dtype == torch.uint8 else raw.x_train.float()
+    return InputContract(
+        layout=raw.layout,
+        shape=shapes.get(raw.layout, [height, width, channels]),
+        dtype=raw.dtype or str(raw.x_train.dtype).removeprefix("torch."),
+        value_range=[float(values.min()), float(values.max())],
+        divisor=raw.value_divisor(),
+        mean=[float(v) for v in mean],
+        std=[float(v) for v in std],
+        class_names=list(raw.class_names) if raw.class_names else None,
     )
 
 

@@ -3,6 +3,9 @@
 - pruning: structured (channel / neuron) pruning with Torch-Pruning's dependency
   graph, to a requested share of the dense model's parameters or FLOPs.
 
+- compare (imported on its own: it trains): the job's comparisons run from one N=1
+  model, their CPU latency beside LoRITa's, and the verdict.
+
 Fine-tuning a peer's model needs nothing special: `core.train.train_model` trains any
 plain module, a pruned one included.
 """

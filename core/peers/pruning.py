@@ -19,7 +19,7 @@ prunes a fresh copy; the caller's model is never modified.
 The classifier's output layer (the last Linear / Conv the forward pass calls) keeps
 its outputs, so predictions keep their shape; `exclude` globs keep more layers'
 outputs. Models must be plain (a LoRITa model merged first); structures the graph
-cannot follow are rewritten for the search (STRUCTURE_ADAPTERS) or reported as a
+cannot follow are rewritten for the search (core.peers.shortcuts) or reported as a
 PruningError.
 """
 
@@ -40,7 +40,7 @@ from torch import nn
 from core.errors import LoritaError
 from core.factorize import composed_layers
 from core.measure import count_flops, count_params
-from core.models.resnet import PadShortcut
+from core.peers.shortcuts import from_traceable, to_traceable
 
 # Accept a pruned size within this relative distance of the request.
 RELATIVE_TOLERANCE = 0.005
@@ -87,99 +87,6 @@ IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
     "lamp": lambda: tp.importance.LAMPImportance(p=2),
     "fpgm": lambda: tp.importance.FPGMImportance(p=2),
 }
-
-
-# ----- structures the dependency graph cannot follow, and their traceable stand-ins -----
-
-# Weight of a selection entry: non-zero, so the mapping survives pruning and can be
-# read back, but so small that its square is 0 in float32 and it adds nothing to a
-# channel's magnitude importance.
-_SELECTION_MARK = 1e-30
-
-
-class _SelectionShortcut(nn.Conv2d):
-    """A zero-padding shortcut written as a 1x1 strided conv, for tracing only.
-
-    DepGraph treats `F.pad` on the channel dimension as element-wise and would couple
-    channel i of the input with channel i of the output; as a conv, its inputs and
-    outputs are pruned with their own groups, and entry [j, i] records that output
-    channel j carries input channel i.
-    """
-
-    def __init__(self, shortcut: PadShortcut, in_channels: int) -> None:
-        out_channels = in_channels + shortcut.extra
-        super().__init__(in_channels, out_channels, 1, stride=shortcut.stride, bias=False)
-        with torch.no_grad():
-            self.weight.zero_()
-            before = shortcut.extra // 2
-            for i in range(in_channels):
-                self.weight[before + i, i] = _SELECTION_MARK
-
-
-class ChannelScatterShortcut(nn.Module):
-    """Parameter-free shortcut of a pruned residual stage: strided subsampling, then
-    output channel j is input channel `source[j]`, or zero where `source[j]` equals the
-    input width (the channels the original shortcut padded with zeros)."""
-
-    def __init__(self, source: torch.Tensor, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.register_buffer("source", source.to(torch.long))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]
-        with_zero = torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)
-        return with_zero.index_select(1, self.source)
-
-    @classmethod
-    def from_selection(cls, selection: _SelectionShortcut) -> ChannelScatterShortcut:
-        matrix = selection.weight.detach()[:, :, 0, 0] != 0
-        carried = matrix.any(dim=1)
-        source = torch.where(carried, matrix.float().argmax(dim=1), selection.in_channels)
-        return cls(source.cpu(), selection.stride[0])
-
-    def extra_repr(self) -> str:
-        return f"out={self.source.numel()}, stride={self.stride}"
-
-
-def _in_channels_of(model: nn.Module, modules: list[nn.Module], example: torch.Tensor) -> dict:
-    """Input width of each module, from one forward pass (a shortcut does not store it)."""
-    widths: dict[int, int] = {}
-
-    def record(module: nn.Module, args: tuple) -> None:  # returns None: inputs unchanged
-        widths[id(module)] = args[0].shape[1]
-
-    hooks = [m.register_forward_pre_hook(record) for m in modules]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return widths
-
-
-def _to_traceable(model: nn.Module, example: torch.Tensor) -> None:
-    pads = {name: m for name, m in model.named_modules() if type(m) is PadShortcut}
-    if not pads:
-        return
-    widths = _in_channels_of(model, list(pads.values()), example)
-    for name, shortcut in pads.items():
-        stand_in = _SelectionShortcut(shortcut, widths[id(shortcut)])
-        _set_submodule(model, name, stand_in.to(example.device, example.dtype))
-
-
-def _from_traceable(model: nn.Module) -> None:
-    for name, module in list(model.named_modules()):
-        if isinstance(module, _SelectionShortcut):
-            scatter = ChannelScatterShortcut.from_selection(module)
-            _set_submodule(model, name, scatter.to(module.weight.device))
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 # ----- what the search returns -----
@@ -238,6 +145,7 @@ def prune_to_budget(
     importance: str = "l2",
     global_pruning: bool = False,
     max_trials: int = MAX_TRIALS,
+    closest: bool = False,
 ) -> PruningResult:
     """Prune a copy of `model` to `keep` (a share in (0, 1]) of its `target` size.
 
@@ -245,7 +153,9 @@ def prune_to_budget(
     layer-name globs whose outputs are not pruned (the output layer never is).
     `importance` ranks channels (see IMPORTANCES); `global_pruning` lets layers lose
     different shares of their channels instead of the same ratio everywhere.
-    Raises PruningError when the model or the budget cannot be served.
+    Raises PruningError when the model or the budget cannot be served; with `closest`,
+    a budget below what pruning can reach returns the smallest model it can reach instead
+    (its `achieved` share tells how far it is from the request).
     """
     if target not in SIZE_MEASURES:
         raise PruningError(f"unknown pruning target {target!r}; use one of {sorted(SIZE_MEASURES)}")
@@ -281,7 +191,10 @@ def prune_to_budget(
         candidate, high_share = prune(high)
         trials += 1
         consider(high, candidate, high_share)
-        if high_share > keep * (1 + RELATIVE_TOLERANCE):
+        unreachable = high_share > keep * (1 + RELATIVE_TOLERANCE)
+        if unreachable and closest:
+            max_trials = trials  # the most pruned model is the closest one: stop here
+        elif unreachable:
             raise PruningError(
                 f"pruning cannot go below {high_share:.1%} of the {target} (asked {keep:.1%}): "
                 f"the layers it may not narrow ({', '.join(ignored)}) and the input layer's "
@@ -431,7 +344,7 @@ def _pruned_copy(
     with torch.no_grad():
         expected = pruned(example).shape
     try:
-        _to_traceable(pruned, example)
+        to_traceable(pruned, example)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pruner = tp.pruner.BasePruner(
@@ -445,7 +358,7 @@ def _pruned_copy(
             )
         _refuse_unwrapped(caught)
         pruner.step()
-        _from_traceable(pruned)
+        from_traceable(pruned)
     except PruningError:
         raise
     except Exception as error:  # the library's own failure, told in terms of the model

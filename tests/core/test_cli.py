@@ -52,7 +52,11 @@ def test_compress_json_on_digits(tmp_path):
     assert result["factor"] == 3 and result["spec"]["model"]["in_channels"] == 1
     assert set(result["layers"]) == set(result["ranks"])
     chosen = [p for p in result["curve"] if p["test_accuracy"] is not None]
-    assert len(chosen) == 1 and chosen[0]["test_accuracy"] == result["accuracy"]["compressed"]
+    assert len(chosen) == 1
+    # The curve is the rank search's, before fine-tuning; the FCN's default recipe then
+    # fine-tunes the truncated model for 3 epochs, and the Result reports it after that.
+    assert result["spec"]["compress"]["finetune_epochs"] == 3
+    assert [e["run"] for e in result["finetune_history"]] == ["finetune"] * 3
 
     for name in result["artifacts"]:
         assert (out / name).is_file(), name
@@ -95,3 +99,108 @@ def test_cuda_without_gpu_is_a_user_error(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "CUDA is not available" in done.stderr
+
+
+# ---------------------------------------------------------------- output folders
+
+TINY_RUN = (
+    "compress", "--arch", "fcn", "--dataset", "digits", "--factor", "2",
+    "--train-subset", "200", "--strategy", "uniform", "--keep-fraction", "0.5", "--quiet",
+)  # fmt: skip
+
+
+def test_default_folder_names_are_one_safe_folder():
+    from lorita.run_folder import default_out_dir
+
+    assert default_out_dir("fcn", "/path/mine.npz", 3) == Path("runs/fcn-mine-n3")
+    assert default_out_dir("fcn", "~/my data/set v2.zip", 2) == Path("runs/fcn-set-v2-n2")
+    assert default_out_dir("tv:resnet18", "cifar10", 1) == Path("runs/tv-resnet18-cifar10-n1")
+
+
+@pytest.mark.slow
+def test_reruns_say_what_they_do(tmp_path):
+    out = tmp_path / "run"
+    first = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(out), "--keep-checkpoints")
+    assert first.returncode == 0, first.stderr
+    assert (out / "checkpoints" / "lorita.pt").is_file()  # kept on request
+
+    # The same run again: nothing is trained; it says where the result is and shows it.
+    again = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(out), "--json")
+    assert again.returncode == 0, again.stderr
+    assert "already finished" in again.stderr and str(out / "report.json") in again.stderr
+    assert json.loads(again.stdout) == json.loads((out / "report.json").read_text())
+
+    # Interrupted after training (no report yet): it resumes, says so, then cleans up.
+    (out / "report.json").unlink()
+    resumed = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the unfinished run" in resumed.stderr and "epoch 1/1" in resumed.stderr
+    assert (out / "report.json").is_file() and not (out / "checkpoints").exists()
+
+    # Other settings into the same folder: refused, in flag terms, until --force.
+    other = _lorita(*TINY_RUN, "--epochs", "2", "--out", str(out))
+    assert other.returncode == 2 and other.stdout == ""
+    assert "--epochs 1 -> 2" in other.stderr and "--force" in other.stderr
+    forced = _lorita(*TINY_RUN, "--epochs", "2", "--out", str(out), "--json", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["spec"]["train"]["epochs"] == 2
+
+
+def test_a_folder_that_is_no_run_is_not_written_into(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    done = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(tmp_path))
+    assert done.returncode == 2 and "holds no lorita run" in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+# ---------------------------------------------------------------- messages
+
+
+def test_errors_use_flags_and_suggest(tmp_path):
+    typo = _lorita("compress", "--arch", "fcn", "--dataset", "fashion_mnist")
+    assert typo.returncode == 2
+    assert "--dataset: unknown dataset 'fashion_mnist'; did you mean 'fashion-mnist'?" in (
+        typo.stderr
+    )
+    assert ".npz / .zip file" in typo.stderr and "upload:ID" not in typo.stderr
+
+    upload = _lorita("compress", "--arch", "fcn", "--dataset", "upload:123")
+    assert upload.returncode == 2 and "uploaded to a lorita service" in upload.stderr
+
+    missing = _lorita("compress", "--arch", "fcn", "--dataset", str(tmp_path / "mine.npz"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+    drop = _lorita("compress", "--arch", "fcn", "--dataset", "digits", "--max-accuracy-drop", "1")
+    assert drop.returncode == 2
+    assert "--max-accuracy-drop: a fraction of accuracy: 0.01 means one percentage point" in (
+        drop.stderr
+    )
+    assert "Value error" not in drop.stderr and "compress." not in drop.stderr
+
+    budget = _lorita("compress", "--arch", "fcn", "--dataset", "digits", "--strategy", "budget")
+    assert budget.returncode == 2 and "needs --budget" in budget.stderr
+
+
+def test_tolerance_in_points_with_a_percent_sign():
+    from lorita.cli import build_parser
+
+    parse = build_parser().parse_args
+    base = ["compress", "--arch", "fcn", "--dataset", "digits"]
+    assert parse([*base, "--max-accuracy-drop", "0.5%"]).max_accuracy_drop == pytest.approx(0.005)
+    assert parse([*base, "--max-accuracy-drop", "0.01"]).max_accuracy_drop == 0.01
+
+
+def test_spec_paths_become_flags():
+    from lorita.cli import _subparser, build_parser
+    from lorita.cli_terms import CliTerms
+
+    terms = CliTerms(_subparser(build_parser(), "compress"))
+    assert terms.text("lower train.lr (now 0.1) or train.batch_size") == (
+        "lower --lr (now 0.1) or --batch-size"
+    )
+    assert terms.text("raise compress.keep_fraction; data.val_fraction") == (
+        "raise --keep-fraction; data.val_fraction"  # no flag for it: left as it is
+    )
+    assert terms.flags["data.dataset"] == "--dataset" and terms.flags["compress.budget"] == (
+        "--budget"
+    )

@@ -9,11 +9,20 @@ import onnxruntime
 import pytest
 import torch
 
-from core.export import ExportError, load_dense, load_lowrank, save_artifacts
+from core.export import (
+    ExportError,
+    load_dense,
+    load_lowrank,
+    read_input_contract,
+    read_onnx_metadata,
+    save_artifacts,
+)
 from core.factorize import eligible_layers
 from core.lowrank import pays_off, to_lowrank, truncate, weight_matrix
 from core.measure import count_flops, count_params
 from core.models import build_model
+from core.preprocess import RawInputModel
+from core.result import InputContract
 
 ARCH, CLASSES, CHANNELS, SIZE = "resnet20", 10, 3, 16
 INPUT = (CHANNELS, SIZE, SIZE)
@@ -63,7 +72,7 @@ def test_files_and_metadata(exported, trained_like):
     assert sizes["lowrank.safetensors"] < sizes["model.safetensors"]
     meta = json.loads((out / "lowrank.json").read_text())
     assert meta["arch"] == ARCH and meta["input_shape"] == list(INPUT)
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2 and "input" not in meta  # no contract given
     # Exactly the layers whose rank pays off are stored as two factors.
     model, _ = trained_like
     paying = {
@@ -119,3 +128,109 @@ def test_load_lowrank_into_a_user_model(exported):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ExportError, match="lowrank.json not found"):
         load_lowrank(tmp_path)
+
+
+# An uploaded-style contract: uint8 pixels, channels last, as a .npz of RGB images holds them.
+CONTRACT = InputContract(
+    layout="NHWC",
+    shape=[SIZE, SIZE, CHANNELS],
+    dtype="uint8",
+    value_range=[0, 255],
+    divisor=255.0,
+    mean=[0.49, 0.48, 0.45],
+    std=[0.25, 0.24, 0.26],
+    class_names=[f"class {i}" for i in range(CLASSES)],
+)
+
+
+@pytest.fixture(scope="module")
+def exported_raw(trained_like, tmp_path_factory):
+    model, ranks = trained_like
+    out = tmp_path_factory.mktemp("raw")
+    dense, lowrank = truncate(model, ranks), to_lowrank(model, ranks)
+    save_artifacts(
+        out,
+        dense_model=dense,
+        lowrank_model=lowrank,
+        arch=ARCH,
+        num_classes=CLASSES,
+        in_channels=CHANNELS,
+        image_size=SIZE,
+        input_contract=CONTRACT,
+        model_info={"test_accuracy": 0.5, "spec": {"model": {"arch": ARCH}}},
+    )
+    return out, dense
+
+
+def _normalised(raw: np.ndarray) -> torch.Tensor:
+    """What the data pipeline feeds the network, computed here by hand."""
+    x = torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(CONTRACT.mean).view(1, -1, 1, 1)
+    std = torch.tensor(CONTRACT.std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def test_every_export_takes_raw_input_and_normalises_it_itself(exported_raw):
+    out, dense = exported_raw
+    raw = np.random.default_rng(0).integers(0, 256, (4, SIZE, SIZE, CHANNELS), dtype=np.uint8)
+    with torch.no_grad():
+        expected = dense(_normalised(raw))
+        lowrank = load_lowrank(out)
+        assert isinstance(lowrank, RawInputModel) and lowrank.contract == CONTRACT
+        assert torch.allclose(lowrank(torch.from_numpy(raw)), expected, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(load_dense(out)(raw), expected, atol=1e-5, rtol=1e-5)
+        bare = load_lowrank(out, preprocess=False)
+        assert torch.allclose(bare(_normalised(raw)), expected, atol=1e-4, rtol=1e-4)
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"))
+    (declared,) = session.get_inputs()
+    assert declared.shape[1:] == [SIZE, SIZE, CHANNELS] and declared.type == "tensor(float)"
+    (onnx_out,) = session.run(None, {declared.name: raw.astype(np.float32)})
+    np.testing.assert_allclose(onnx_out, expected.numpy(), atol=1e-4, rtol=1e-4)
+    # onnxruntime refuses uint8 (the card says to cast to float32).
+    with pytest.raises(Exception, match="(?i)type"):
+        session.run(None, {declared.name: raw})
+
+
+def test_contract_is_stored_in_every_file(exported_raw):
+    out, _ = exported_raw
+    from safetensors import safe_open
+
+    assert read_input_contract(out) == CONTRACT
+    meta = read_onnx_metadata(out / "model.onnx")
+    assert InputContract.model_validate_json(meta["input_contract"]) == CONTRACT
+    assert json.loads(meta["input_shape"]) == ["batch", SIZE, SIZE, CHANNELS]
+    assert json.loads(meta["class_names"]) == CONTRACT.class_names
+    assert json.loads(meta["test_accuracy"]) == 0.5
+    assert json.loads(meta["spec"]) == {"model": {"arch": ARCH}}
+    assert meta["input_layout"] == "NHWC" and meta["input_dtype"] == "float32"
+    for name in ("model.safetensors", "lowrank.safetensors"):
+        with safe_open(str(out / name), "pt") as handle:
+            header = handle.metadata()
+        assert InputContract.model_validate_json(header["input_contract"]) == CONTRACT
+
+
+def test_onnx_without_contract_says_it_needs_normalised_input(exported):
+    out, *_ = exported
+    meta = read_onnx_metadata(out / "model.onnx")
+    assert meta["input_layout"] == "NCHW" and json.loads(meta["input_shape"])[1:] == list(INPUT)
+    assert "input_contract" not in meta
+
+
+def test_wrong_raw_shape_is_a_clear_error(exported_raw):
+    out, _ = exported_raw
+    with pytest.raises(ValueError, match=r"\(N, 16, 16, 3\) in layout NHWC"):
+        load_lowrank(out)(torch.zeros(1, CHANNELS, SIZE, SIZE))
+
+
+def test_format_1_folders_still_load_as_bare_networks(exported, tmp_path):
+    import shutil
+
+    out, dense, *_ = exported
+    for path in out.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    meta = json.loads((tmp_path / "lowrank.json").read_text())
+    meta["format_version"] = 1
+    (tmp_path / "lowrank.json").write_text(json.dumps(meta))
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        assert torch.allclose(load_dense(tmp_path)(x), dense(x), atol=1e-5)

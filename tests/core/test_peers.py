@@ -13,7 +13,7 @@ from core.factorize import factorize
 from core.measure import count_flops, count_params, evaluate
 from core.models import build_model
 from core.peers import PruningError, prune_to_budget
-from core.peers.pruning import ChannelScatterShortcut, _from_traceable, _to_traceable
+from core.peers.shortcuts import ChannelScatterShortcut, from_traceable, to_traceable
 from core.spec import TrainSpec
 from core.train import seed_everything, train_model
 
@@ -104,8 +104,8 @@ def test_residual_zero_padding_shortcut_is_rewritten_exactly():
     x = torch.randn(3, *SHAPES["resnet20"])
     with torch.no_grad():
         expected = model(x)
-        _to_traceable(model, x[:1])
-        _from_traceable(model)
+        to_traceable(model, x[:1])
+        from_traceable(model)
         assert any(isinstance(m, ChannelScatterShortcut) for m in model.modules())
         assert torch.allclose(model(x), expected, atol=1e-6)
 

@@ -258,9 +258,11 @@ def _new_context(browser, service: Service, viewport: dict, signed_in: bool):
     )
     context.set_default_timeout(20_000)
     if signed_in:
-        # The start URL `lorita serve` prints: sets the cookie and lands on the jobs list.
+        # The start URL `lorita serve` prints: the page names the account, one click
+        # signs in and lands on the jobs list.
         page = context.new_page()
-        page.goto(f"/login?token={service.token}")
+        page.goto(f"/login#token={service.token}")
+        page.get_by_role("button", name="Sign in as").click()
         page.wait_for_url(f"{service.base_url}/")
         page.close()
     return context

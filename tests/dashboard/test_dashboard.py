@@ -134,7 +134,7 @@ def test_bad_fields_show_the_api_errors_next_to_them(
         jobs_before = client.get("/jobs").json()["total"]
     page.goto("/jobs/new")
     # Blank fields show the architecture's recipe as their placeholder.
-    expect(page.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.001")
+    expect(page.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.002")
     page.get_by_label("Architecture").select_option("vgg11")
     expect(page.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.05")
     page.get_by_label("Architecture").select_option("fcn")
@@ -155,7 +155,7 @@ def test_bad_fields_show_the_api_errors_next_to_them(
     shoot(page, screenshot_dir / "new-job-validation.png")
     phone = new_context(viewport=PHONE).new_page()
     phone.goto("/jobs/new")
-    expect(phone.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.001")
+    expect(phone.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.002")
     shoot(phone, screenshot_dir / "new-job-phone.png")
 
     # A percent field is checked in percent: a budget of 150% names the 100% bound.
@@ -200,7 +200,8 @@ def test_job_trains_live_then_shows_results_and_downloads(
         page.wait_for_timeout(200)
     live_counts = [n for n in seen if n > 0]
     assert len(live_counts) >= 2, f"epochs drawn over time: {seen}"
-    assert max(seen) == 12, f"6 LoRITa + 6 baseline epochs expected, saw {seen}"
+    # 6 LoRITa + 6 baseline epochs, then the FCN default of 3 fine-tuning epochs.
+    assert max(seen) == 15, f"6 LoRITa + 6 baseline + 3 fine-tune epochs expected, saw {seen}"
     loss_traces = plotted_traces(page, "#chart-loss")
     assert {t["name"] for t in loss_traces} >= {"train", "validation · baseline N=1"}
 
@@ -329,9 +330,9 @@ def test_forms_work_with_the_keyboard_alone(page: Page):
     page.keyboard.press("Enter")
     # The skip link moves focus into the main area; tabbing on reaches the form in order.
     visited = []
-    for _ in range(5):
+    for _ in range(6):
         page.keyboard.press("Tab")
         visited.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
-    assert visited[:4] == ["arch", "dataset", "A", "factor"], visited  # "A": the upload link
+    assert visited[:6] == ["arch", "dataset", "A", "weights", "A", "factor"], visited  # "A": links
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none", "focused fields must show a focus ring"

@@ -107,6 +107,8 @@ def test_options_give_the_recipe_defaults_for_the_form(client: TestClient):
     assert "fcn" in options["archs"]
     assert options["recipes"]["fcn"]["lr"] > 0
     assert options["torchvision_recipe"]["epochs"] >= 1
+    # The form's blank tolerance means the spec default: it shows it, in its own unit.
+    assert options["defaults"]["compress.max_accuracy_drop"] == 0.005
 
 
 def test_job_rows_carry_their_factor_and_result_numbers(client: TestClient):
@@ -125,11 +127,22 @@ def test_job_rows_carry_their_factor_and_result_numbers(client: TestClient):
             "layers": {"big": {"singular_values": [1.0] * 100}},
         }
         create_job(session, user.id, {**spec, "model": {"arch": "vgg11"}}, queue="lorita")
+        chance = create_job(session, user.id, {**spec, "baseline": True}, queue="lorita")
+        chance.status = "succeeded"
+        chance.spec = {**spec, "model": {"arch": "resnet20"}, "baseline": True}
+        chance.arch = "resnet20"
+        warning = {"kind": "did_not_learn", "message": "10.0% is chance", "advice": "more epochs"}
+        chance.result = {
+            **done.result,
+            "accuracy": {"uncompressed": 0.1, "compressed": 0.097},
+            "baseline": {"accuracy": {"uncompressed": 0.98, "compressed": 0.95}},
+            "warnings": [warning],
+        }
         other = get_or_create_user(session, "someone-else")
         create_job(session, other.id, spec, queue="lorita")
 
     rows = client.get("/api/v1/jobs", headers=headers).json()
-    assert rows["total"] == 2  # never another user's jobs
+    assert rows["total"] == 3  # never another user's jobs
     by_arch = {row["arch"]: row for row in rows["items"]}
     assert by_arch["fcn"]["factor"] == 4
     assert by_arch["fcn"]["baseline"] is False
@@ -137,9 +150,14 @@ def test_job_rows_carry_their_factor_and_result_numbers(client: TestClient):
     assert by_arch["fcn"]["summary"]["accuracy"]["compressed"] == 0.96
     assert "layers" not in by_arch["fcn"]["summary"]  # rows stay small
     assert by_arch["vgg11"]["summary"] is None
+    assert by_arch["fcn"]["baseline_accuracy"] is None
+    assert by_arch["fcn"]["warnings"] is None
+    # What the list shows of a job that did not learn and of its plain N=1 model.
+    assert by_arch["resnet20"]["warnings"] == [warning]
+    assert by_arch["resnet20"]["baseline_accuracy"] == {"uncompressed": 0.98, "compressed": 0.95}
 
     filtered = client.get("/api/v1/jobs?status=succeeded", headers=headers).json()
-    assert [row["arch"] for row in filtered["items"]] == ["fcn"]
+    assert sorted(row["arch"] for row in filtered["items"]) == ["fcn", "resnet20"]
     assert client.get("/api/v1/jobs?limit=0", headers=headers).status_code == 422
     unknown = client.get("/api/v1/jobs?status=finished", headers=headers)
     assert unknown.status_code == 422

@@ -87,15 +87,18 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
     served = Served(state, free_port())
     try:
         url = served.wait_url()
-        token = parse_qs(urlparse(url).query)["token"][0]
+        token = parse_qs(urlparse(url).fragment)["token"][0]
         token_file = state / "local-token"
         assert token_file.read_text().strip() == token
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         base = url.split("/login")[0]
 
         with httpx.Client(base_url=base, timeout=30) as browser:
+            # The link leads to the sign-in page, which POSTs the fragment's token.
             login = browser.get(url, follow_redirects=False)
-            assert login.status_code == 303 and "lorita_token" in browser.cookies
+            assert login.status_code == 303 and "lorita_token" not in browser.cookies
+            assert browser.post("/api/v1/session", json={"token": token}).status_code == 200
+            assert "lorita_token" in browser.cookies
             assert browser.get("/api/v1/me").json() == {"name": "local"}
             health = browser.get("/healthz").json()
             assert health == {"status": "ok", "database": "ok", "broker": "ok"}
@@ -105,7 +108,13 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
             job_id = api.submit(QUICK_SPEC)
             served.wait_worker_ready()
             events = api.events(job_id)
-            assert [e["data"]["epoch"] for e in events if e["event"] == "epoch"] == [1]
+            epochs = [
+                (e["data"]["run"], e["data"]["epoch"]) for e in events if e["event"] == "epoch"
+            ]
+            assert epochs[0] == ("lorita", 1) and {run for run, _ in epochs} <= {
+                "lorita",
+                "finetune",
+            }
             job = api.job(job_id)
             assert job["status"] == "succeeded", job
             assert f"lorita-{served.process.pid}-" not in job["worker"]  # a separate process

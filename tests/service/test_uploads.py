@@ -189,3 +189,21 @@ def test_zip_bomb_is_refused(settings, alice):
         response = upload(api, "bomb.zip", buffer.getvalue())
         assert response.status_code == 422, response.text
         assert snapshot(settings) == before
+
+
+def test_builtins_are_listed_with_their_facts_and_presence(alice, settings):
+    from core.data.layout import builtin_present
+
+    listed = {d["id"]: d for d in alice.get("/datasets").json() if d["builtin"]}
+    assert list(listed) == ["digits", "mnist", "fashion-mnist", "cifar10", "cifar100"]
+    fashion = listed["fashion-mnist"]
+    assert fashion["info"]["num_classes"] == 10 and fashion["info"]["in_channels"] == 1
+    assert fashion["info"]["image_size"] == 28
+    assert (fashion["info"]["num_train"], fashion["info"]["num_test"]) == (60_000, 10_000)
+    assert fashion["info"]["class_names"][0] == "T-shirt/top"
+    assert listed["cifar100"]["info"]["num_classes"] == 100
+    assert "dataset-fashion-mnist" in fashion["source"]
+    assert "internet" in listed["cifar10"]["source"]
+    assert listed["digits"]["present"] is True  # ships with scikit-learn
+    for name, item in listed.items():
+        assert item["present"] is builtin_present(name, settings.data_dir), name

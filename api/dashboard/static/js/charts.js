@@ -78,3 +78,45 @@ export function purge(node) {
   if (plotlyReady()) window.Plotly.purge(node);
   node.classList.remove("has-plot");
 }
+
+// ---------- accuracy axes ----------
+
+const NICE_STEPS = [1, 2, 2.5, 5, 10];
+
+// Decimals a percent label needs to show a step of `fraction` exactly (0.005 -> 1).
+export function percentDecimals(fraction) {
+  const value = Math.abs(fraction) * 100;
+  for (let digits = 0; digits < 6; digits += 1) {
+    const scaled = value * 10 ** digits;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled)) return digits;
+  }
+  return 6;
+}
+
+// A percent y axis whose ticks and labels agree: Plotly picks the tick step on its
+// own, so a fixed ".0%" format printed half-percent ticks as repeated whole
+// percents ("98%, 98%, 97%"). Here the step is chosen from the data (about `ticks`
+// of them, a 1-2-2.5-5 multiple of a power of ten) and the label shows exactly the
+// decimals that step needs.
+export function percentAxis(values, { ticks = 6, minSpan = 0.01 } = {}) {
+  const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v));
+  if (!finite.length) return { tickformat: ".0%" };
+  let lo = Math.min(...finite);
+  let hi = Math.max(...finite);
+  if (hi - lo < minSpan) {
+    const middle = (hi + lo) / 2;
+    lo = middle - minSpan / 2;
+    hi = middle + minSpan / 2;
+  }
+  const raw = (hi - lo) / ticks;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = NICE_STEPS.map((m) => m * magnitude).find((s) => s >= raw * (1 - 1e-9));
+  const pad = (hi - lo) * 0.06;
+  return {
+    tickmode: "linear",
+    tick0: 0,
+    dtick: step,
+    tickformat: `.${percentDecimals(step)}%`,
+    range: [lo - pad, hi + pad],
+  };
+}

@@ -29,10 +29,25 @@ function builtinView(item) {
     numClasses: item.num_classes ?? info.num_classes ?? null,
     inChannels: item.in_channels ?? info.in_channels ?? null,
     imageSize: item.image_size ?? info.image_size ?? null,
-    numTrain: info.num_train ?? null,
-    numTest: info.num_test ?? null,
+    numTrain: item.num_train ?? info.num_train ?? null,
+    numTest: item.num_test ?? info.num_test ?? null,
     description: item.description || null,
+    // Whether this server already holds the files (null: the API did not say).
+    present: firstBoolean(item.present, info.present, item.available, info.available),
+    source: item.source || null,
   };
+}
+
+function firstBoolean(...values) {
+  const found = values.find((v) => typeof v === "boolean");
+  return found ?? null;
+}
+
+// Whether a built-in set is here, and if not, where the first job that uses it gets it.
+export function presenceText(view) {
+  if (view.kind !== "built-in" || view.present == null) return "";
+  if (view.present) return "on this server";
+  return `not on this server yet; the first job fetches it${view.source ? `: ${view.source}` : ""}`;
 }
 
 export function datasetViews(data) {

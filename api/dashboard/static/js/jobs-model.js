@@ -1,5 +1,6 @@
 // One place that reads the API's job objects, so pages do not depend on field spelling.
 import { drop } from "./format.js";
+import { warningsOf } from "./warnings.js";
 
 export const FINAL_STATES = ["succeeded", "failed", "cancelled"];
 
@@ -33,6 +34,9 @@ export function jobView(job) {
     accuracyBefore: accuracy.uncompressed ?? null,
     paramsDrop: drop(params.uncompressed, params.compressed),
     flopsDrop: drop(flops.uncompressed, flops.compressed),
+    // The plain N = 1 model's test accuracy (list rows carry it; details have the result).
+    baselineAccuracy: job.baseline_accuracy?.uncompressed ?? result?.baseline?.accuracy?.uncompressed ?? null,
+    warnings: warningsOf(job),
   };
 }
 
@@ -43,6 +47,7 @@ const STAGE_LABELS = {
   rank_search: "Choosing ranks",
   finetune: "Fine-tuning",
   export: "Exporting",
+  quantize: "Quantizing to int8",
   done: "Done",
 };
 

@@ -1,7 +1,7 @@
 // Compare: pick finished jobs and overlay their accuracy-vs-size curves.
 import "../layout.js";
 import { api, itemsOf } from "../api.js";
-import { color, draw, purge } from "../charts.js";
+import { color, draw, percentAxis, purge } from "../charts.js";
 import { $, $$, el, replaceChildren } from "../dom.js";
 import { percent, relativeTime, shortId } from "../format.js";
 import { datasetNames } from "../datasets-model.js";
@@ -110,7 +110,7 @@ async function renderChart() {
   });
   draw(chart, traces, {
     xaxis: { title: { text: xKey === "flops_kept" ? "share of FLOPs kept" : "share of parameters kept" }, tickformat: ".0%", range: [0, 1.02] },
-    yaxis: { title: { text: accuracyLabel(yKey) }, tickformat: ".0%" },
+    yaxis: { title: { text: accuracyLabel(yKey) }, ...percentAxis(traces.flatMap((t) => t.y)) },
     hovermode: "closest",
   });
   table.hidden = false;

@@ -1,7 +1,7 @@
 // Datasets: upload (drag-and-drop or picker, with progress) and the list of datasets.
 import "../layout.js";
 import { api, uploadWithProgress } from "../api.js";
-import { datasetViews, inputShape, sampleCounts } from "../datasets-model.js";
+import { datasetViews, inputShape, presenceText, sampleCounts } from "../datasets-model.js";
 import { $, el, replaceChildren } from "../dom.js";
 import { bytes, integer, relativeTime } from "../format.js";
 
@@ -104,7 +104,12 @@ function datasetRow(view) {
     "tr",
     { "data-reference": view.reference },
     el("th", { scope: "row", "data-label": "Name", class: "wrap-anywhere" }, view.name),
-    el("td", { "data-label": "Kind" }, view.kind === "built-in" ? "built-in" : `uploaded${view.fileKind ? ` ${view.fileKind}` : ""}`),
+    el(
+      "td",
+      { "data-label": "Kind", "data-present": view.present == null ? null : String(view.present) },
+      view.kind === "built-in" ? "built-in" : `uploaded${view.fileKind ? ` ${view.fileKind}` : ""}`,
+      presenceText(view) ? el("span", { class: "sub" }, presenceText(view)) : null,
+    ),
     el("td", { "data-label": "Classes", class: "num" }, integer(view.numClasses)),
     el("td", { "data-label": "Input" }, inputShape(view)),
     el("td", { "data-label": "Train / test", class: "num" }, sampleCounts(view)),

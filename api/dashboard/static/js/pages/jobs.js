@@ -5,6 +5,7 @@ import { datasetNames, datasetViews } from "../datasets-model.js";
 import { $, el, progressBar, replaceChildren, stateBadge } from "../dom.js";
 import { absoluteTime, percent, points, relativeTime, shortId } from "../format.js";
 import { jobView, stageLabel } from "../jobs-model.js";
+import { isBlocking, warningTitle } from "../warnings.js";
 
 const PAGE_SIZE = 25;
 const REFRESH_MS = 3000;
@@ -70,17 +71,50 @@ function cell(label, content, className) {
   return el("td", { "data-label": label, class: className }, content);
 }
 
+function blockingWarning(job) {
+  return job.warnings.find(isBlocking) || null;
+}
+
 function accuracyCell(job) {
   if (job.accuracyAfter == null) return "—";
   const delta = job.accuracyBefore == null ? null : job.accuracyAfter - job.accuracyBefore;
-  return [percent(job.accuracyAfter), delta == null ? null : el("span", { class: "sub" }, points(delta))];
+  const base = job.baselineAccuracy == null ? null : job.accuracyAfter - job.baselineAccuracy;
+  const blocking = blockingWarning(job);
+  return [
+    blocking
+      ? el("span", { class: "bad", title: blocking.message || warningTitle(blocking) }, percent(job.accuracyAfter))
+      : percent(job.accuracyAfter),
+    delta == null ? null : el("span", { class: "sub", title: "against LoRITa's uncompressed model" }, points(delta)),
+    base == null
+      ? null
+      : el(
+          "span",
+          { class: "sub baseline-delta", title: `against the plain N = 1 model (${percent(job.baselineAccuracy, 2)})` },
+          `${points(base)} vs N = 1`,
+        ),
+  ];
 }
 
-function dropCell(fraction) {
+// A saving is green only when the model is worth having; one that did not learn gets none.
+function dropCell(fraction, job) {
   if (fraction == null) return "—";
   if (Math.abs(fraction) < 0.005) return "0%";
   const text = fraction > 0 ? `−${percent(fraction, 0)}` : `+${percent(-fraction, 0)}`;
-  return el("span", { class: fraction > 0 ? "good" : "", title: "change against the uncompressed model" }, text);
+  const win = fraction > 0 && !blockingWarning(job);
+  return el(
+    "span",
+    { class: win ? "good" : "", title: win ? "change against the uncompressed model" : "no saving: the model did not learn" },
+    text,
+  );
+}
+
+function stateCell(job) {
+  const blocking = blockingWarning(job);
+  if (!blocking) return stateBadge(job.state);
+  return [
+    stateBadge(job.state),
+    el("span", { class: "warn-badge", title: [blocking.message, blocking.advice].filter(Boolean).join(" ") }, "Did not learn"),
+  ];
 }
 
 function row(job) {
@@ -94,18 +128,19 @@ function row(job) {
       : job.state === "failed"
         ? el("span", { class: "sub failure-text", title: job.failureReason || "" }, job.failureReason || "Failed")
         : progressBar(job.progress, `Progress of job ${shortId(job.id)}`);
+  const blocking = blockingWarning(job);
   return el(
     "tr",
-    { "data-job-id": job.id, "data-state": job.state },
+    { "data-job-id": job.id, "data-state": job.state, class: blocking ? "did-not-learn" : null, "data-warnings": job.warnings.map((w) => w.kind).join(" ") || null },
     el("th", { scope: "row", "data-label": "Job" }, link),
-    cell("State", stateBadge(job.state)),
+    cell("State", stateCell(job)),
     cell("Model", job.arch),
     cell("Dataset", names.get(job.dataset) || job.dataset, "wrap-anywhere"),
     cell("N", String(job.factor), "num"),
     cell("Progress", progress, "progress-col"),
     cell("Accuracy", accuracyCell(job), "num"),
-    cell("Params", dropCell(job.paramsDrop), "num"),
-    cell("FLOPs", dropCell(job.flopsDrop), "num"),
+    cell("Params", dropCell(job.paramsDrop, job), "num"),
+    cell("FLOPs", dropCell(job.flopsDrop, job), "num"),
     cell("Created", el("time", { datetime: job.createdAt, title: absoluteTime(job.createdAt) }, relativeTime(job.createdAt))),
   );
 }

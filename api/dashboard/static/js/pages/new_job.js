@@ -4,11 +4,13 @@ import "../layout.js";
 import { ApiError, DASHBOARD_API, api } from "../api.js";
 import { datasetViews } from "../datasets-model.js";
 import { $, $$, el, replaceChildren } from "../dom.js";
+import { setupWeightsPicker } from "../weights-picker.js";
 
 const form = $("#job-form");
 const OTHER_ARCH = "__other__";
 let recipes = {};
 let torchvisionRecipe = null;
+let specDefaults = {};
 
 // ---------- options ----------
 
@@ -19,6 +21,26 @@ async function loadOptions() {
   ]);
   fillArchs(options);
   fillDatasets(datasets ? datasetViews(datasets) : []);
+  specDefaults = options?.defaults || {};
+  showSpecDefaults();
+}
+
+// A field shown in another unit than the API's (data-scale: percent or points) shows
+// the spec default as its placeholder in the unit it displays, so a blank field and
+// its placeholder mean the same number.
+function inShownUnit(input, value) {
+  const scale = Number(input.dataset.scale || 1);
+  return String(Number((value / scale).toPrecision(12)));
+}
+
+function showSpecDefaults() {
+  for (const input of $$("[data-default]", form)) {
+    const value = specDefaults[input.dataset.default];
+    if (typeof value !== "number") continue;
+    input.placeholder = inShownUnit(input, value);
+    const shown = $(`#${input.id}-default`);
+    if (shown) shown.textContent = input.placeholder;
+  }
 }
 
 function fillArchs(options) {
@@ -148,6 +170,19 @@ function inPercent(message) {
   return message.replace(/(than(?: or equal to)?) (-?\d+(?:\.\d+)?)/g, (_, words, n) => `${words} ${Number(n) * 100}%`);
 }
 
+// The tolerance field is in percentage points; the server speaks of a fraction
+// ("a fraction of accuracy: 0.01 means one percentage point; allowed 0 to 0.2 ...").
+// Restate its bounds in points and drop the fraction wording, which would only
+// mislead next to a field in points.
+function inPoints(message, input) {
+  const points = (n) => `${Number((Number(n) * 100).toPrecision(12))}`;
+  const range = /allowed (-?[\d.]+) to (-?[\d.]+)/.exec(message);
+  if (range) {
+    return `Enter ${points(range[1])} to ${points(range[2])} percentage points (you entered ${input.value.trim() || "nothing"}).`;
+  }
+  return message.replace(/(than(?: or equal to)?) (-?\d+(?:\.\d+)?)/g, (_, words, n) => `${words} ${points(n)} points`);
+}
+
 function cleanMessage(message) {
   return String(message || "is not valid").replace(/^Value error, /, "");
 }
@@ -168,7 +203,7 @@ function showFieldError(field, message) {
   const error = field.id === "compress-fieldset" ? $("#compress-error") : field.querySelector(".field-error");
   const input = field.querySelector("input:not([type=radio]), select");
   const scaled = input?.dataset.scale === "0.01";
-  const text = scaled ? inPercent(message) : message;
+  const text = !scaled ? message : input.dataset.unit === "points" ? inPoints(message, input) : inPercent(message);
   error.textContent = error.hidden || !error.textContent ? text : `${error.textContent} ${text}`;
   error.hidden = false;
   field.classList.add("invalid");
@@ -239,7 +274,7 @@ function fillFromSpec(spec) {
     if (!input.name.includes(".") || input.name === "model.arch") continue;
     const value = input.name.split(".").reduce((node, key) => node?.[key], spec);
     if (value == null) continue;
-    if (input.dataset.scale) input.value = String(Number((value / Number(input.dataset.scale)).toPrecision(12)));
+    if (input.dataset.scale) input.value = inShownUnit(input, value);
     else input.value = String(value);
   }
   const compress = spec.compress || {};
@@ -250,6 +285,7 @@ function fillFromSpec(spec) {
 
 async function start() {
   await loadOptions();
+  await setupWeightsPicker();
   const query = new URLSearchParams(location.search);
   const dataset = query.get("dataset");
   if (dataset) {

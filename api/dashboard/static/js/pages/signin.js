@@ -39,4 +39,34 @@ $("#signin-form").addEventListener("submit", async (event) => {
   }
 });
 
-$("#token").focus();
+// A sign-in link (`/login#token=...`, printed by `lorita serve`) carries the token in
+// the fragment, which never reaches the server. It is not used by itself: the page
+// names the account and waits for a click, so a link with someone else's token
+// cannot sign a visitor in unnoticed (login CSRF).
+async function offerLinkToken() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!token) return false;
+  history.replaceState(null, "", location.pathname + location.search);
+  $("#token").value = token.trim();
+  const button = $("#signin-form button[type=submit]");
+  const response = await fetch("/api/v1/me", {
+    headers: { Authorization: `Bearer ${token.trim()}`, Accept: "application/json" },
+    credentials: "omit",
+  }).catch(() => null);
+  if (!response || !response.ok) {
+    showError("The sign-in link's token is not valid. Ask for a new link.");
+    return true;
+  }
+  const { name } = await response.json();
+  const note = document.createElement("p");
+  note.id = "link-account";
+  note.textContent = `This link signs you in as "${name}". Continue only if that is your account.`;
+  $("#signin-form").prepend(note);
+  button.textContent = `Sign in as ${name}`;
+  button.focus();
+  return true;
+}
+
+offerLinkToken().then((offered) => {
+  if (!offered) $("#token").focus();
+});

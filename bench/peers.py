@@ -1,0 +1,322 @@
+"""LoRITa against the peers a user would pick instead, from trained models.
+
+For one setting (an architecture on a dataset), from a plain N=1 model and a LoRITa
+N=3 model trained with the same recipe (each a `lorita compress` output folder whose
+model.safetensors is the uncompressed model: `--strategy uniform --keep-fraction 1.0`):
+
+- N=1 + truncation       the N=1 model's SVD truncated along the rank search's budget family;
+- N=1 + truncation + ft  the same, then fine-tuned;
+- pruning + ft           Torch-Pruning (L2 magnitude, structured) of the N=1 model, then
+                         fine-tuned;
+- LoRITa N=3 (+ ft)      the N=3 model truncated along the same family (then fine-tuned).
+
+Every method is run at the same grid of kept shares (of params or FLOPs, --target) and
+measured on the test split; "drop at 0.5 / 1 point" is the most compressed grid point
+whose test accuracy stays within that many points of the uncompressed N=1 model (the
+same rule for every method, no interpolation). The models at the 1-point mark are timed
+on the CPU at batch 1 and 64 in interleaved rounds.
+
+    python -m bench.peers --setting resnet20-fashion --n1 RUN_N1 --n3 RUN_N3 --target flops
+    python -m bench.peers --setting fcn-mnist --train --arch fcn --dataset mnist --epochs 8
+
+Results: bench/results/peers_<setting>.json; `table(payload)` renders them as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from bench.common import command_line, machine_info, write_result
+from core.factorize import eligible_layers
+from core.measure import count_flops, count_params, evaluate
+from core.peers.compare import cpu_latencies, finetune_recipe, truncate_to_share
+from core.peers.pruning import prune_to_budget
+from core.pipeline import FINETUNE_LR_SCALE, SPLIT_SEED
+from core.spec import JobSpec
+from core.train import train_model
+
+TOLERANCES = (0.005, 0.01)
+DEFAULT_SHARES = (0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05)
+METHODS = {
+    "n1_trunc": "N=1 + truncation",
+    "n1_trunc_ft": "N=1 + truncation + fine-tune",
+    "pruning": "Torch-Pruning (no fine-tune)",
+    "pruning_ft": "Torch-Pruning + fine-tune",
+    "n3_trunc": "LoRITa N=3 + truncation",
+    "n3_trunc_ft": "LoRITa N=3 + truncation + fine-tune",
+}
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def read_run(folder: Path) -> tuple[JobSpec, nn.Module]:
+    """The resolved spec (report.json) and the uncompressed network (model.safetensors)."""
+    from core.models import build_model
+
+    report = json.loads((folder / "report.json").read_text())
+    spec = JobSpec.model_validate(report["spec"])
+    m = spec.model
+    network = build_model(m.arch, m.num_classes, m.in_channels, m.image_size)
+    network.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    return spec, network.eval()
+
+
+def train_runs(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
+    """Train the N=1 and N=3 models here (short settings such as the FCN on MNIST)."""
+    from core.pipeline import run_job
+
+    folders = []
+    for factor in (1, 3):
+        document = {
+            "model": {"arch": args.arch},
+            "data": {"dataset": args.dataset, "train_subset": args.train_subset},
+            "lorita": {"factor": factor},
+            "train": {"epochs": args.epochs, "seed": args.seed},
+            "compress": {"strategy": "uniform", "keep_fraction": 1.0},
+        }
+        out = work / f"{args.setting}-n{factor}"
+        print(f"training N={factor} into {out}", file=sys.stderr)
+        run_job(JobSpec.model_validate(document), out, data_dir=args.data_dir, device=args.device)
+        folders.append(out)
+    return folders[0], folders[1]
+
+
+def load_splits(spec: JobSpec, data_dir: Path | None):
+    from core.data import load_dataset
+
+    return load_dataset(
+        spec.data.dataset,
+        data_dir,
+        val_fraction=spec.data.val_fraction,
+        seed=SPLIT_SEED,
+        train_subset=spec.data.train_subset,
+    )
+
+
+# ------------------------------------------------------------------ one setting
+
+
+class Setting:
+    def __init__(self, spec: JobSpec, splits: Any, args: argparse.Namespace) -> None:
+        from core.models import default_exclude
+
+        self.spec, self.splits, self.args = spec, splits, args
+        m = spec.model
+        self.shape = (m.in_channels, m.image_size, m.image_size)
+        self.exclude = list(default_exclude(m.arch)) + list(spec.lorita.exclude or [])
+        self.recipe = finetune_recipe(spec.train, max(args.finetune_epochs, 1), FINETUNE_LR_SCALE)
+
+    def accuracy(self, model: nn.Module) -> float:
+        return evaluate(model, self.splits.test, self.args.device).accuracy
+
+    def finetuned(self, model: nn.Module, run: str) -> nn.Module:
+        train_model(model, self.splits, self.recipe, device=self.args.device, run=run)
+        return model.eval()
+
+    def point(self, model: nn.Module, dense: nn.Module, share: float) -> dict[str, Any]:
+        return {
+            "requested": share,
+            "params_kept": count_params(model) / count_params(dense),
+            "flops_kept": count_flops(model, self.shape) / max(count_flops(dense, self.shape), 1),
+            "test_accuracy": self.accuracy(model),
+        }
+
+    def truncated(self, dense: nn.Module, share: float) -> nn.Module:
+        names = eligible_layers(dense, include=self.spec.lorita.include, exclude=self.exclude)
+        device = self.args.device
+        return truncate_to_share(dense, names, share, self.args.target, self.shape, device)[0]
+
+    def sweep(self, n1: nn.Module, n3: nn.Module, shares: list[float]):
+        """Every method at every share; returns the curves and the models kept by share."""
+        curves: dict[str, list[dict[str, Any]]] = {name: [] for name in METHODS}
+        models: dict[str, dict[float, nn.Module]] = {name: {} for name in METHODS}
+        fine_tune = self.args.finetune_epochs > 0
+        for share in shares:
+            started = time.monotonic()
+            pruned = prune_to_budget(
+                n1, self.shape, target=self.args.target, keep=share, closest=True
+            ).model
+            built = {
+                "n1_trunc": self.truncated(n1, share),
+                "n3_trunc": self.truncated(n3, share),
+            }
+            if fine_tune:
+                built["n1_trunc_ft"] = self.finetuned(self.truncated(n1, share), "n1_trunc_ft")
+                built["n3_trunc_ft"] = self.finetuned(self.truncated(n3, share), "n3_trunc_ft")
+                built["pruning_ft"] = self.finetuned(pruned, "pruning_ft")
+            else:
+                built["pruning"] = pruned
+            for name, model in built.items():
+                curves[name].append(self.point(model, n1, share))
+                models[name][share] = model
+            print(
+                f"share {share:.3f}: "
+                + ", ".join(f"{n} {c[-1]['test_accuracy']:.4f}" for n, c in curves.items() if c)
+                + f" ({time.monotonic() - started:.0f}s)",
+                file=sys.stderr,
+            )
+        return {k: v for k, v in curves.items() if v}, models
+
+
+def drop_at(curve: list[dict[str, Any]], floor: float) -> dict[str, Any] | None:
+    """The most compressed grid point with test accuracy >= floor (None if none is)."""
+    passing = [p for p in curve if p["test_accuracy"] >= floor - 1e-12]
+    if not passing:
+        return None
+    best = min(passing, key=lambda p: (p["flops_kept"], p["params_kept"]))
+    return {
+        **best,
+        "params_drop": 1.0 - best["params_kept"],
+        "flops_drop": 1.0 - best["flops_kept"],
+    }
+
+
+def run_setting(args: argparse.Namespace, n1_dir: Path, n3_dir: Path) -> dict[str, Any]:
+    spec1, n1 = read_run(n1_dir)
+    spec3, n3 = read_run(n3_dir)
+    if spec1.model.arch != spec3.model.arch or spec1.data.dataset != spec3.data.dataset:
+        raise SystemExit("the N=1 and N=3 runs must be the same architecture on the same data")
+    splits = load_splits(spec1, args.data_dir)
+    setting = Setting(spec1, splits, args)
+    n1, n3 = n1.to(args.device), n3.to(args.device)
+    reference = {"n1": setting.accuracy(n1), "n3": setting.accuracy(n3)}
+    shares = sorted(args.shares, reverse=True)
+    curves, models = setting.sweep(n1, n3, shares)
+
+    summary: dict[str, Any] = {}
+    timed: dict[str, nn.Module] = {"n1_dense": n1, "n3_dense": n3}
+    for name, curve in curves.items():
+        summary[name] = {}
+        for tol in TOLERANCES:
+            point = drop_at(curve, reference["n1"] - tol)
+            summary[name][str(tol)] = point
+            if point is not None and tol == max(TOLERANCES):
+                timed[name] = models[name][point["requested"]]
+    latency = cpu_latencies(timed, setting.shape)
+    for name, by_batch in latency.items():
+        if name in summary:
+            summary[name]["latency_ms_at_1pt"] = {f"batch_{b}": t for b, t in by_batch.items()}
+
+    return {
+        "setting": args.setting,
+        "arch": spec1.model.arch,
+        "dataset": spec1.data.dataset,
+        "epochs": {"n1": spec1.train.epochs, "n3": spec3.train.epochs},
+        "finetune_epochs": args.finetune_epochs,
+        "target": args.target,
+        "shares": shares,
+        "runs": {"n1": n1_dir.name, "n3": n3_dir.name},
+        "reference_test_accuracy": reference,
+        "uncompressed": {
+            "params": count_params(n1),
+            "flops": count_flops(n1, setting.shape),
+            "latency_ms": {f"batch_{b}": t for b, t in latency["n1_dense"].items()},
+        },
+        "curves": curves,
+        "summary": summary,
+        "machine": machine_info(args.device),
+        "command": command_line(),
+    }
+
+
+# ------------------------------------------------------------------ output
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def table(payload: dict[str, Any]) -> str:
+    """Markdown: per method, accuracy and params/FLOPs drop at 0.5 and 1 point, latency."""
+    lines = [
+        f"{payload['arch']} on {payload['dataset']}, N=1 {payload['epochs']['n1']} epochs / "
+        f"N=3 {payload['epochs']['n3']} epochs, fine-tune {payload['finetune_epochs']} epochs, "
+        f"grid on {payload['target']}; N=1 uncompressed "
+        f"{_pct(payload['reference_test_accuracy']['n1'], 2)}, N=3 uncompressed "
+        f"{_pct(payload['reference_test_accuracy']['n3'], 2)} (test)",
+        "",
+        "| method | acc @0.5 pt | params drop @0.5 | FLOPs drop @0.5 | acc @1 pt "
+        "| params drop @1 | FLOPs drop @1 | CPU ms b1 @1 | CPU ms b64 @1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    dense = payload["uncompressed"]["latency_ms"]
+    reference = _pct(payload["reference_test_accuracy"]["n1"], 2)
+    lines.append(
+        f"| N=1 uncompressed | {reference} | 0% | 0% | {reference} | 0% | 0% "
+        f"| {dense['batch_1']:.3f} | {dense['batch_64']:.3f} |"
+    )
+    for name, label in METHODS.items():
+        row = payload["summary"].get(name)
+        if row is None:
+            continue
+        cells = [label]
+        for tol in TOLERANCES:
+            point = row.get(str(tol))
+            cells += [
+                _pct(point and point["test_accuracy"], 2),
+                _pct(point and point["params_drop"]),
+                _pct(point and point["flops_drop"]),
+            ]
+        latency = row.get("latency_ms_at_1pt") or {}
+        cells += [
+            f"{latency['batch_1']:.3f}" if latency else "—",
+            f"{latency['batch_64']:.3f}" if latency else "—",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--setting", required=True, help="name of the result file: peers_SETTING.json")
+    p.add_argument("--n1", type=Path, help="folder of the trained N=1 run")
+    p.add_argument("--n3", type=Path, help="folder of the trained N=3 run")
+    p.add_argument("--train", action="store_true", help="train both runs first (short settings)")
+    p.add_argument("--arch", default="fcn", help="with --train")
+    p.add_argument("--dataset", default="mnist", help="with --train")
+    p.add_argument("--epochs", type=int, default=8, help="with --train")
+    p.add_argument("--train-subset", type=int, help="with --train")
+    p.add_argument("--seed", type=int, default=0, help="with --train")
+    p.add_argument("--work-dir", type=Path, help="with --train: where the runs go (default tmp)")
+    p.add_argument("--target", choices=("params", "flops"), default="flops")
+    p.add_argument(
+        "--shares",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=list(DEFAULT_SHARES),
+        help="kept shares of --target to run every method at (comma-separated)",
+    )
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--results-dir", type=Path, help="default bench/results")
+    args = p.parse_args(argv)
+    if not args.train and (args.n1 is None or args.n3 is None):
+        p.error("give --n1 and --n3 run folders, or --train")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.train:
+        work = args.work_dir or Path(tempfile.mkdtemp(prefix="peers-"))
+        args.n1, args.n3 = train_runs(args, work)
+    payload = run_setting(args, args.n1, args.n3)
+    path = write_result(f"peers_{args.setting}", payload, args.results_dir)
+    print(table(payload))
+    print(f"\nwritten to {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Training and compressing one model of a job: build (or warm-start) the composed
+model, train it, then merge, measure, choose ranks, fine-tune and measure again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.errors import DataError, SpecError
+from core.events import StopCheck
+from core.factorize import eligible_layers, factorize, merge
+from core.job.blocks import curve_with_test
+from core.job.progress import FINETUNE_END, RANKS_END, Progress
+from core.lowrank import dense_from_lowrank, to_lowrank, truncate
+from core.measure import count_flops, count_params, evaluate, measure_latency_ms
+from core.pretrained import warm_start
+from core.ranks import RankChoice, choose_ranks
+from core.spec import JobSpec
+from core.train import seed_everything, train_model
+
+# The data split is a property of the dataset, not of a run: the same for every seed.
+SPLIT_SEED = 0
+FINETUNE_LR_SCALE = 0.1
+
+
+def _check_forward(model: nn.Module, splits: Any, spec: JobSpec) -> None:
+    """One tiny forward pass, so a shape problem is reported before training starts."""
+    sample = splits.train[0][0].unsqueeze(0)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(sample)
+    except (RuntimeError, ValueError) as error:
+        raise DataError(
+            f"{spec.model.arch} cannot process this dataset's inputs of shape "
+            f"{tuple(sample.shape[1:])}: {error}. Choose another arch or dataset, or leave "
+            "model.in_channels / model.image_size unset so they follow the data"
+        ) from error
+    finally:
+        model.train(was_training)
+    if logits.dim() != 2 or logits.shape[1] < splits.num_classes:
+        raise DataError(
+            f"{spec.model.arch} returns outputs of shape {tuple(logits.shape)}; expected "
+            f"(batch, {splits.num_classes}) class scores"
+        )
+
+
+def excluded_layers(spec: JobSpec) -> list[str]:
+    """The architecture's default exclusions plus the spec's own lorita.exclude globs."""
+    from core.models import default_exclude
+
+    return list(default_exclude(spec.model.arch)) + list(spec.lorita.exclude or [])
+
+
+def _build(spec: JobSpec, factor: int, seed: int, start: nn.Module | None = None) -> nn.Module:
+    from core.models import build_model
+
+    seed_everything(seed)
+    if start is not None:  # the user's model: the composition starts at its weights
+        return warm_start(
+            start,
+            factor,
+            include=spec.lorita.include,
+            exclude=excluded_layers(spec),
+            forward_order=spec.lorita.forward_order,
+        )
+    model = build_model(
+        spec.model.arch, spec.model.num_classes, spec.model.in_channels, spec.model.image_size
+    )
+    return factorize(
+        model,
+        factor,
+        include=spec.lorita.include,
+        exclude=excluded_layers(spec),
+        forward_order=spec.lorita.forward_order,
+        inplace=True,
+    )
+
+
+class JobStages:
+    """One job's data, device and progress, and what is done to each of its models:
+    train (build, then train) and compress (merge, choose ranks, fine-tune, measure)."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        splits: Any,
+        device: str,
+        progress: Progress,
+        should_stop: StopCheck,
+        checkpoint_dir: Path | None,
+    ) -> None:
+        self.spec = spec
+        self.splits = splits
+        self.device = device
+        self.progress = progress
+        self.should_stop = should_stop
+        self.checkpoint_dir = checkpoint_dir
+        self.input_shape = (spec.model.in_channels, spec.model.image_size, spec.model.image_size)
+        self.amp = bool(spec.train.amp)
+        self.user_model: nn.Module | None = None  # set when the job starts from weights
+        self.tag = (
+            f"{spec.data.dataset}|{spec.data.val_fraction}|{spec.data.train_subset}|{SPLIT_SEED}"
+        )
+
+    def train(self, factor: int, run: str, span: tuple[float, float]) -> tuple[nn.Module, list]:
+        model = _build(self.spec, factor, self.spec.train.seed, start=self.user_model)
+        _check_forward(model, self.splits, self.spec)
+        checkpoint = self.checkpoint_dir / f"{run}.pt" if self.checkpoint_dir else None
+        self.progress.stage(
+            "train" if run == "lorita" else "baseline",
+            f"training {self.spec.model.arch} with N={factor} "
+            f"for {_epochs(self.spec.train.epochs)} on {self.device}",
+            span[0],
+        )
+        history = train_model(
+            model,
+            self.splits,
+            self.spec.train,
+            device=self.device,
+            run=run,
+            on_event=self.progress.forward,
+            should_stop=self.should_stop,
+            checkpoint_path=checkpoint,
+            progress_span=span,
+            checkpoint_tag=self.tag,
+        )
+        return model, history
+
+    def compress(
+        self, trained: nn.Module, run: str, search_span: tuple[float, float]
+    ) -> dict[str, Any]:
+        """Merge, measure, choose ranks and build the compact model of a trained model."""
+        spec, device = self.spec, self.device
+        merged = merge(trained).to(device).eval()
+        names = eligible_layers(merged, include=spec.lorita.include, exclude=excluded_layers(spec))
+        if not names:
+            raise SpecError(
+                "no layer is eligible for compression; check lorita.include / lorita.exclude"
+            )
+        started = time.monotonic()
+        params, flops = count_params(merged), count_flops(merged, self.input_shape)
+        low, high = search_span
+
+        def on_search(fraction: float, message: str) -> None:
+            self.progress.stage("rank_search", f"{run}: {message}", low + (high - low) * fraction)
+
+        on_search(0.0, "choosing ranks on the validation split")
+        choice: RankChoice = choose_ranks(
+            merged,
+            names,
+            spec.compress,
+            val_dataset=self.splits.val,
+            input_shape=self.input_shape,
+            device=device,
+            amp=self.amp,
+            channels_last=False,
+            total_params=params,
+            total_flops=flops,
+            should_stop=self.should_stop,
+            on_progress=on_search,
+        )
+        search_time = time.monotonic() - started
+        ranks = choice.ranks
+        lowrank = to_lowrank(merged, ranks).to(device).eval()
+        truncated = truncate(merged, ranks).to(device).eval()
+        chosen_test = evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
+        history: list = []
+        if spec.compress.finetune_epochs > 0:
+            lowrank, truncated, history = self._finetune(lowrank, merged, run)
+        block = {
+            "merged": merged,
+            "lowrank": lowrank,
+            "truncated": truncated,
+            "names": names,
+            "choice": choice,
+            "accuracy": {
+                "uncompressed": evaluate(merged, self.splits.test, device, amp=self.amp).accuracy,
+                "compressed": (
+                    evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
+                    if history
+                    else chosen_test
+                ),
+            },
+            "val_accuracy": self._val_accuracy(choice, merged, lowrank, finetuned=bool(history)),
+            "params": {"uncompressed": params, "compressed": count_params(lowrank)},
+            "flops": {
+                "uncompressed": flops,
+                "compressed": count_flops(lowrank, self.input_shape),
+            },
+            "latency_ms": {
+                "uncompressed": measure_latency_ms(merged, self.input_shape, device=device),
+                "compressed": measure_latency_ms(lowrank, self.input_shape, device=device),
+            },
+            "ranks": dict(ranks),
+            "curve": curve_with_test(choice, chosen_test),
+            "chosen": {"params_kept": choice.params_kept, "flops_kept": choice.flops_kept},
+            "rank_search": {**choice.search, "time_s": search_time},
+            "finetune_history": history,
+        }
+        return block
+
+    def _val_accuracy(
+        self, choice: RankChoice, merged: nn.Module, lowrank: nn.Module, *, finetuned: bool
+    ) -> dict[str, float]:
+        """Validation accuracy before/after; the search's own numbers when it already looked
+        at the whole split (a full pass over it is the costliest step on a CPU)."""
+        whole = choice.verified_samples == len(self.splits.val)
+        if whole and choice.reference_val_accuracy is not None:
+            uncompressed = choice.reference_val_accuracy
+        else:
+            uncompressed = evaluate(merged, self.splits.val, self.device, amp=self.amp).accuracy
+        if whole and not finetuned and choice.val_accuracy is not None:
+            compressed = choice.val_accuracy
+        else:
+            compressed = evaluate(lowrank, self.splits.val, self.device, amp=self.amp).accuracy
+        return {"uncompressed": uncompressed, "compressed": compressed}
+
+    def _finetune(
+        self, lowrank: nn.Module, merged: nn.Module, run: str
+    ) -> tuple[nn.Module, nn.Module, list]:
+        spec = self.spec
+        recipe = spec.train.model_copy(
+            update={
+                "epochs": spec.compress.finetune_epochs,
+                "lr": spec.train.lr * FINETUNE_LR_SCALE,
+                "compile": False,
+                "channels_last": False,
+            }
+        )
+        self.progress.stage("finetune", f"fine-tuning the compressed {run} model", RANKS_END)
+        history = train_model(
+            lowrank,
+            self.splits,
+            recipe,
+            device=self.device,
+            run="finetune",
+            on_event=self.progress.forward,
+            should_stop=self.should_stop,
+            progress_span=(RANKS_END, FINETUNE_END),
+        )
+        lowrank.eval()
+        return lowrank, dense_from_lowrank(lowrank, merged).eval(), history
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"

@@ -1,0 +1,418 @@
+"""The comparisons of a job: what a user would have done instead of LoRITa, on the same
+data and budget, measured the same way, and a verdict on which small model is best.
+
+Every comparison starts from ONE plain N=1 model, trained with the job's recipe:
+- plain: truncated by the same rank search as LoRITa's model (the pipeline's baseline);
+- plain+finetune: truncated to LoRITa's chosen size (the share of params or FLOPs,
+  per compress.target) along the same budget family, then fine-tuned;
+- pruning: Torch-Pruning structured pruning to LoRITa's chosen size, then fine-tuned.
+Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs at the
+same reduced learning rate); when that is 0 the peers get 1 epoch, and say so, since a
+pruned network without any fine-tuning is not what anyone would ship.
+
+Latency is measured on the CPU at batch 1 and 64 for every model, LoRITa's included, in
+interleaved rounds: the pruned model is dense and narrower, the low-rank model has two
+layers per truncated layer, and only measuring tells which runs faster.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.events import EventSink, StopCheck, ignore_event, never_stop
+from core.lowrank import to_lowrank
+from core.measure import count_flops, count_params, evaluate, measure_latency_ms
+from core.peers.pruning import PruningError, prune_to_budget
+from core.ranks import BudgetFamily, RankProblem
+from core.result import ComparisonBlock, CpuLatency, Verdict, VerdictEntry
+from core.spec import CompressSpec, TrainSpec
+from core.train import train_model
+
+LABELS = {
+    "lorita": "LoRITa",
+    "plain": "plain N=1, truncated",
+    "plain+finetune": "plain N=1, truncated + fine-tune",
+    "pruning": "Torch-Pruning + fine-tune",
+}
+LATENCY_BATCHES = (1, 64)
+LATENCY_ROUNDS = 3
+# Sizes within this relative distance count as "the same size" in the verdict (a
+# truncation or a pruning step cannot hit a share exactly).
+EQUAL_SIZE = 0.05
+# Fine-tuning epochs of the peers when the job fine-tunes LoRITa's model for none.
+DEFAULT_PEER_FINETUNE_EPOCHS = 1
+
+
+@dataclass
+class CompareContext:
+    """What the comparisons need from the job (the pipeline builds it)."""
+
+    splits: Any
+    train: TrainSpec  # resolved: no None fields
+    compress: CompressSpec
+    device: str
+    input_shape: tuple[int, ...]
+    names: list[str]  # the layers the rank search may truncate
+    lr_scale: float  # fine-tuning learning rate = train.lr * lr_scale
+    amp: bool = False
+    on_event: EventSink = ignore_event
+    on_stage: Callable[[str, float], None] = lambda message, progress: None
+    should_stop: StopCheck = never_stop
+    span: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass
+class Outcome:
+    """The comparisons' blocks, LoRITa's CPU latency beside them, and the verdict."""
+
+    blocks: dict[str, ComparisonBlock]
+    skipped: dict[str, str]
+    lorita_latency: CpuLatency
+    verdict: Verdict
+    models: dict[str, nn.Module] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def size_share(model: nn.Module, reference: nn.Module, input_shape, target: str) -> float:
+    """`model`'s params (or FLOPs) as a share of `reference`'s."""
+    if target == "flops":
+        return count_flops(model, input_shape) / max(count_flops(reference, input_shape), 1)
+    return count_params(model) / max(count_params(reference), 1)
+
+
+def truncate_to_share(
+    merged: nn.Module,
+    names: list[str],
+    share: float,
+    target: str,
+    input_shape: Sequence[int],
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, int]]:
+    """The low-rank model of `merged` with the least truncation error whose params (or
+    FLOPs) stay within `share`: the budget family the rank search itself walks."""
+    problem = RankProblem(merged, names, tuple(input_shape), device=device)
+    ranks = BudgetFamily(problem, target).ranks_at(share)
+    return to_lowrank(merged, ranks).to(device).eval(), dict(ranks)
+
+
+def finetune_recipe(train: TrainSpec, epochs: int, lr_scale: float) -> TrainSpec:
+    """The job's recipe at a reduced learning rate for `epochs` (as LoRITa's fine-tune)."""
+    return train.model_copy(
+        update={
+            "epochs": epochs,
+            "lr": train.lr * lr_scale,
+            "compile": False,
+            "channels_last": False,
+        }
+    )
+
+
+def finetune(
+    model: nn.Module, context: CompareContext, run: str, epochs: int, span: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """Fine-tune `model` in place; returns its epoch history."""
+    history = train_model(
+        model,
+        context.splits,
+        finetune_recipe(context.train, epochs, context.lr_scale),
+        device=context.device,
+        run=run,
+        on_event=context.on_event,
+        should_stop=context.should_stop,
+        progress_span=span,
+    )
+    model.eval()
+    return history
+
+
+def cpu_latencies(
+    models: dict[str, nn.Module],
+    input_shape: Sequence[int],
+    batches: Sequence[int] = LATENCY_BATCHES,
+    rounds: int = LATENCY_ROUNDS,
+) -> dict[str, dict[int, float]]:
+    """Median milliseconds per forward pass on the CPU of each model at each batch size.
+
+    The models take turns within every round (and the order rotates between rounds), so
+    a moment when the machine is busy slows all of them, not one."""
+    on_cpu = {name: copy.deepcopy(model).cpu().float().eval() for name, model in models.items()}
+    times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in on_cpu}
+    order = list(on_cpu)
+    for round_index in range(rounds):
+        shift = round_index % max(len(order), 1)
+        for name in order[shift:] + order[:shift]:
+            for batch in batches:
+                # Large batches are slow on a CPU: fewer passes, the rounds add the rest.
+                repeats = None if batch == 1 else 3
+                times[name][batch].append(
+                    measure_latency_ms(
+                        on_cpu[name],
+                        input_shape,
+                        device="cpu",
+                        batch_size=batch,
+                        repeats=repeats,
+                        warmup=2 if batch == 1 else 1,
+                        time_budget_s=0.15,
+                    )
+                )
+    return {
+        name: {b: statistics.median(values) for b, values in by_batch.items()}
+        for name, by_batch in times.items()
+    }
+
+
+def _latency(times: dict[str, dict[int, float]], before: str, after: str) -> CpuLatency:
+    return CpuLatency(
+        batch_1={"uncompressed": times[before][1], "compressed": times[after][1]},
+        batch_64={"uncompressed": times[before][64], "compressed": times[after][64]},
+    )
+
+
+# ------------------------------------------------------------------ the verdict
+
+
+def decide(
+    entries: list[dict[str, Any]], reference_accuracy: float, tolerance: float, target: str
+) -> Verdict:
+    """The best method at the tolerance: the smallest model whose test accuracy is within
+    `tolerance` of the plain N=1 model's (the most accurate among equal sizes); when none
+    is, the most accurate one."""
+    standings = [
+        VerdictEntry(
+            method=e["method"],
+            accuracy=e["accuracy"],
+            kept=e["kept"],
+            within_tolerance=e["accuracy"] >= reference_accuracy - tolerance - 1e-12,
+        )
+        for e in entries
+    ]
+    within = [s for s in standings if s.within_tolerance]
+    if within:
+        smallest = min(s.kept for s in within)
+        same_size = [s for s in within if s.kept <= smallest * (1 + EQUAL_SIZE)]
+        best = max(same_size, key=lambda s: (s.accuracy, -s.kept))
+        criterion = "smallest_within_tolerance"
+    else:
+        best = max(standings, key=lambda s: (s.accuracy, -s.kept))
+        criterion = "most_accurate"
+    return Verdict(
+        best=best.method,
+        criterion=criterion,
+        target=target,
+        tolerance=tolerance,
+        reference_accuracy=reference_accuracy,
+        standings=standings,
+        sentence=_sentence(best, standings, criterion, reference_accuracy, tolerance, target),
+    )
+
+
+def _sentence(best, standings, criterion, reference, tolerance, target) -> str:
+    what = "params" if target == "params" else "FLOPs"
+
+    def told(s: VerdictEntry) -> str:
+        return f"{LABELS.get(s.method, s.method)} {100 * s.accuracy:.2f}% at {100 * s.kept:.1f}%"
+
+    others = "; ".join(told(s) for s in standings if s is not best)
+    if criterion == "smallest_within_tolerance":
+        head = (
+            f"{LABELS.get(best.method, best.method)} is best: {100 * best.accuracy:.2f}% test "
+            f"accuracy at {100 * best.kept:.1f}% of the {what}, within "
+            f"{100 * tolerance:.2f} pts of the plain N=1 model ({100 * reference:.2f}%)"
+        )
+    else:
+        head = (
+            f"no method stays within {100 * tolerance:.2f} pts of the plain N=1 model "
+            f"({100 * reference:.2f}%); the most accurate is "
+            f"{LABELS.get(best.method, best.method)}: {100 * best.accuracy:.2f}% at "
+            f"{100 * best.kept:.1f}% of the {what}"
+        )
+    return f"{head}. Others: {others}." if others else f"{head}."
+
+
+# ------------------------------------------------------------------ the job's comparisons
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
+def peer_finetune_epochs(compress: CompressSpec) -> tuple[int, str | None]:
+    """Epochs the fine-tuned peers get, and a note when it is not LoRITa's own number."""
+    if compress.finetune_epochs:
+        return compress.finetune_epochs, None
+    return DEFAULT_PEER_FINETUNE_EPOCHS, (
+        "compress.finetune_epochs is 0 (LoRITa's model is not fine-tuned); this peer was "
+        f"fine-tuned for {DEFAULT_PEER_FINETUNE_EPOCHS} epoch, as anyone pruning or "
+        "truncating a plain model would"
+    )
+
+
+def run_comparisons(
+    context: CompareContext,
+    methods: Sequence[str],
+    *,
+    plain_merged: nn.Module,
+    lorita: dict[str, Any],
+    plain: dict[str, Any] | None = None,
+) -> Outcome:
+    """Run `methods` from the trained N=1 model (`plain_merged`, merged, not modified).
+
+    `lorita` is the pipeline's block of LoRITa's compressed model (merged, lowrank,
+    accuracy, params, flops); `plain` the same block of the N=1 model compressed by the
+    same rank search (needed for "plain").
+    """
+    target = context.compress.target
+    shape = context.input_shape
+    test = context.splits.test
+    device = context.device
+    low, high = context.span
+    steps = max(1, sum(m != "plain" for m in methods) + 1)  # + the latency rounds
+    step = (high - low) / steps
+
+    lorita_share = {
+        "params": lorita["params"]["compressed"] / lorita["params"]["uncompressed"],
+        "flops": lorita["flops"]["compressed"] / max(lorita["flops"]["uncompressed"], 1),
+    }[target]
+    if plain is not None:
+        plain_accuracy = plain["accuracy"]["uncompressed"]
+    else:
+        plain_accuracy = evaluate(plain_merged, test, device, amp=context.amp).accuracy
+    plain_params = count_params(plain_merged)
+    plain_flops = count_flops(plain_merged, shape)
+    epochs, epochs_note = peer_finetune_epochs(context.compress)
+
+    models: dict[str, nn.Module] = {}
+    partial: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    done = 0
+
+    def fine_tuned(model: nn.Module, run: str) -> list[dict[str, Any]]:
+        nonlocal done
+        span = (low + done * step, low + (done + 1) * step)
+        context.on_stage(f"{run}: fine-tuning for {_epochs(epochs)}", span[0])
+        history = finetune(model, context, run, epochs, span)
+        done += 1
+        return history
+
+    for method in methods:
+        if method == "plain":
+            if plain is None:
+                raise ValueError("the plain comparison needs the N=1 model's rank-search block")
+            models[method] = plain["lowrank"]
+            partial[method] = {
+                "description": "N=1 model truncated by the same rank search as LoRITa's",
+                "accuracy": plain["accuracy"]["compressed"],
+                "ranks": plain["ranks"],
+                "curve": plain["curve"],
+                "finetune_epochs": context.compress.finetune_epochs,
+                "finetune_history": plain.get("finetune_history") or None,
+            }
+        elif method == "plain+finetune":
+            context.on_stage(
+                f"plain+finetune: truncating N=1 to {100 * lorita_share:.1f}% of the {target}",
+                low + done * step,
+            )
+            lowrank, ranks = truncate_to_share(
+                plain_merged, context.names, lorita_share, target, shape, device
+            )
+            history = fine_tuned(lowrank, method)
+            models[method] = lowrank
+            partial[method] = {
+                "description": f"N=1 model truncated to LoRITa's {target} share, then "
+                f"fine-tuned for {_epochs(epochs)}",
+                "accuracy": evaluate(lowrank, test, device, amp=context.amp).accuracy,
+                "ranks": ranks,
+                "sized_to": target,
+                "finetune_epochs": epochs,
+                "note": epochs_note,
+                "finetune_history": history,
+            }
+        elif method == "pruning":
+            context.on_stage(
+                f"pruning: Torch-Pruning N=1 to {100 * lorita_share:.1f}% of the {target}",
+                low + done * step,
+            )
+            try:
+                pruned = prune_to_budget(
+                    plain_merged, shape, target=target, keep=lorita_share, closest=True
+                )
+            except PruningError as error:
+                skipped[method] = str(error)
+                done += 1
+                continue
+            note = epochs_note
+            if pruned.achieved > lorita_share * 1.02:
+                reach = (
+                    f"pruning cannot go below {100 * pruned.achieved:.1f}% of the {target} "
+                    f"(LoRITa's model keeps {100 * lorita_share:.1f}%): the input and "
+                    "output layers keep their width"
+                )
+                note = f"{reach}; {note}" if note else reach
+            history = fine_tuned(pruned.model, method)
+            models[method] = pruned.model
+            partial[method] = {
+                "description": f"Torch-Pruning (L2 magnitude, structured) of the N=1 model "
+                f"to LoRITa's {target} share, then fine-tuned for {_epochs(epochs)}",
+                "accuracy": evaluate(pruned.model, test, device, amp=context.amp).accuracy,
+                "pruning": pruned.summary(),
+                "sized_to": target,
+                "finetune_epochs": epochs,
+                "note": note,
+                "finetune_history": history,
+            }
+        else:
+            raise ValueError(f"unknown comparison {method!r}")
+
+    context.on_stage("measuring latency on the CPU at batch 1 and 64", low + done * step)
+    timed = {"n1": plain_merged, "lorita:dense": lorita["merged"], "lorita": lorita["lowrank"]}
+    timed.update(models)
+    times = cpu_latencies(timed, shape)
+
+    blocks: dict[str, ComparisonBlock] = {}
+    for method, values in partial.items():
+        model = models[method]
+        params, flops = count_params(model), count_flops(model, shape)
+        latency = _latency(times, "n1", method)
+        blocks[method] = ComparisonBlock(
+            method=method,
+            accuracy={"uncompressed": plain_accuracy, "compressed": values.pop("accuracy")},
+            params={"uncompressed": plain_params, "compressed": params},
+            flops={"uncompressed": plain_flops, "compressed": flops},
+            params_kept=params / plain_params,
+            flops_kept=flops / max(plain_flops, 1),
+            latency_ms=latency.batch_1,
+            latency_cpu=latency,
+            **{k: v for k, v in values.items() if v is not None},
+        )
+
+    entries = [
+        {
+            "method": "lorita",
+            "accuracy": lorita["accuracy"]["compressed"],
+            "kept": lorita_share,
+        }
+    ] + [
+        {
+            "method": method,
+            "accuracy": block.accuracy.compressed,
+            "kept": block.params_kept if target == "params" else block.flops_kept,
+        }
+        for method, block in blocks.items()
+    ]
+    verdict = decide(entries, plain_accuracy, context.compress.max_accuracy_drop, target)
+    return Outcome(
+        blocks=blocks,
+        skipped=skipped,
+        lorita_latency=_latency(times, "lorita:dense", "lorita"),
+        verdict=verdict,
+        models=models,
+    )

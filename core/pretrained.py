@@ -1,0 +1,183 @@
+"""A job that starts from the user's trained model: load it, measure it, and put
+LoRITa's result beside the simplest thing the user could have done instead.
+
+The pipeline calls three functions here:
+- `load_user_model`: the architecture built for the dataset with the uploaded
+  weights loaded strictly (core.models.weights: names, shapes, dtypes, no NaN);
+- `measure_user_model`: its own test (and validation) accuracy, size and FLOPs as
+  uploaded, and the accuracy of its balanced split (the warm start) before any
+  training, which must be the same model;
+- `plain_truncation_point`: the uploaded model's own SVD truncated to the budget
+  LoRITa reached. The ranks are chosen like LoRITa's (on the validation split, the
+  best accuracy at that share of params or FLOPs); only the test accuracy is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from core.catalog import parse_upload_reference
+from core.errors import SpecError
+from core.factorize import factorize
+from core.lowrank import to_lowrank
+from core.measure import count_flops, count_params, evaluate
+from core.ranks import RankChoice, choose_ranks
+from core.result import PretrainedBlock, TruncationPoint
+from core.spec import CompressSpec, JobSpec
+
+
+def load_user_model(spec: JobSpec, weights_file: Path | str) -> nn.Module:
+    """The spec's architecture (resolved shapes) with the user's weights, in eval mode."""
+    from core.models import build_model
+    from core.models.weights import load_weights
+
+    model = build_model(
+        spec.model.arch, spec.model.num_classes, spec.model.in_channels, spec.model.image_size
+    )
+    load_weights(model, weights_file, arch=spec.model.arch)
+    return model.eval()
+
+
+@dataclass
+class UserModelReference:
+    """The uploaded model as measured before LoRITa touched it."""
+
+    accuracy: float
+    val_accuracy: float
+    warm_start_accuracy: float
+    params: int
+    flops: int
+
+
+def measure_user_model(
+    model: nn.Module,
+    splits: Any,
+    *,
+    factor: int,
+    include: list[str] | None,
+    exclude: list[str],
+    input_shape: tuple[int, ...],
+    device: str,
+    amp: bool,
+) -> UserModelReference:
+    """Test/validation accuracy of the uploaded model, and the test accuracy of its
+    balanced split into `factor` maps (which computes the same function)."""
+    model = model.to(device).eval()
+    warm = factorize(model, factor, include=include, exclude=exclude, init="pretrained")
+    return UserModelReference(
+        accuracy=evaluate(model, splits.test, device, amp=amp).accuracy,
+        val_accuracy=evaluate(model, splits.val, device, amp=amp).accuracy,
+        warm_start_accuracy=evaluate(warm.eval(), splits.test, device, amp=amp).accuracy,
+        params=count_params(model),
+        flops=count_flops(model, input_shape),
+    )
+
+
+def plain_truncation_point(
+    model: nn.Module,
+    names: list[str],
+    lorita_choice: RankChoice,
+    compress: CompressSpec,
+    splits: Any,
+    *,
+    input_shape: tuple[int, ...],
+    device: str,
+    amp: bool,
+    should_stop: Any,
+) -> TruncationPoint:
+    """The uploaded model truncated by SVD alone to the share LoRITa kept."""
+    kept = lorita_choice.flops_kept if compress.target == "flops" else lorita_choice.params_kept
+    budget = CompressSpec(strategy="budget", target=compress.target, budget=min(1.0, kept))
+    params, flops = count_params(model), count_flops(model, input_shape)
+    choice = choose_ranks(
+        model,
+        names,
+        budget,
+        val_dataset=splits.val,
+        input_shape=input_shape,
+        device=device,
+        amp=amp,
+        total_params=params,
+        total_flops=flops,
+        should_stop=should_stop,
+    )
+    truncated = to_lowrank(model, choice.ranks).to(device).eval()
+    truncated_params = count_params(truncated)
+    truncated_flops = count_flops(truncated, input_shape)
+    return TruncationPoint(
+        accuracy=evaluate(truncated, splits.test, device, amp=amp).accuracy,
+        params=truncated_params,
+        flops=truncated_flops,
+        params_kept=truncated_params / params,
+        flops_kept=truncated_flops / flops,
+        ranks=dict(choice.ranks),
+    )
+
+
+def pretrained_block(
+    weights: str, reference: UserModelReference, truncation: TruncationPoint
+) -> PretrainedBlock:
+    return PretrainedBlock(
+        weights=weights,
+        accuracy=reference.accuracy,
+        val_accuracy=reference.val_accuracy,
+        warm_start_accuracy=reference.warm_start_accuracy,
+        params=reference.params,
+        flops=reference.flops,
+        plain_truncation=truncation,
+    )
+
+
+def warm_start(
+    model: nn.Module,
+    factor: int,
+    *,
+    include: list[str] | None,
+    exclude: list[str],
+    forward_order: str,
+) -> nn.Module:
+    """A copy of the user's model with every eligible layer as its balanced split."""
+    return factorize(
+        model,
+        factor,
+        include=include,
+        exclude=exclude,
+        forward_order=forward_order,
+        init="pretrained",
+    ).train()
+
+
+def prepare_user_model(
+    spec: JobSpec,
+    splits: Any,
+    weights_file: Path | str | None,
+    *,
+    exclude: list[str],
+    input_shape: tuple[int, ...],
+    device: str,
+    amp: bool,
+) -> tuple[nn.Module, UserModelReference]:
+    """Load the job's weights (`weights_file`, or the spec's own path in the CLI) and
+    measure the model they make."""
+    if weights_file is None and parse_upload_reference(spec.model.weights) is not None:
+        raise SpecError(
+            f"model.weights {spec.model.weights} names weights uploaded to the service; "
+            "run the job there, or give the .safetensors file's path"
+        )
+    path = Path(weights_file if weights_file is not None else spec.model.weights)
+    model = load_user_model(spec, path).to(device)
+    reference = measure_user_model(
+        model,
+        splits,
+        factor=spec.lorita.factor,
+        include=spec.lorita.include,
+        exclude=exclude,
+        input_shape=input_shape,
+        device=device,
+        amp=amp,
+    )
+    return model, reference

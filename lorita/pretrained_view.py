@@ -1,0 +1,33 @@
+"""The CLI's lines about a job that started from the user's model (--weights)."""
+
+from __future__ import annotations
+
+from core.result import Result
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def pretrained_lines(result: Result) -> list[str]:
+    """Your model as uploaded, its plain SVD truncation at the same budget, and LoRITa's."""
+    lines = []
+    if result.recipe is not None:
+        recipe = result.recipe
+        lines.append(
+            f"recipe: {recipe.name} ({recipe.epochs} epochs, {recipe.optimizer}, lr "
+            f"{recipe.lr:g}, weight decay {recipe.weight_decay:g})"
+        )
+    reference = result.pretrained
+    if reference is None:
+        return ["", *lines] if lines else []
+    plain = reference.plain_truncation
+    kept = 1 - result.params.compressed / reference.params
+    lines += [
+        f"from your model (accuracy {_pct(reference.accuracy)}, {reference.params:,} parameters):",
+        f"  plain SVD truncation  {_pct(plain.accuracy)} at {plain.params:,} parameters "
+        f"({1 - plain.params_kept:.1%} fewer)",
+        f"  LoRITa warm start     {_pct(result.accuracy.compressed)} at "
+        f"{result.params.compressed:,} parameters ({kept:.1%} fewer)",
+    ]
+    return ["", *lines]

@@ -1,0 +1,39 @@
+"""The lines under `lorita compress`'s table that say how far to trust it: the
+plain N=1 baseline next to the compressed model, and the result's warnings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.result import Result
+
+
+def _share(before: float, after: float) -> str:
+    return f"{100 * (after - before) / before:+.1f}%" if before else "n/a"
+
+
+def baseline_lines(result: Result) -> list[str]:
+    """The N=1 model's accuracy, and what the compressed LoRITa model costs against it."""
+    base = result.baseline
+    if base is None:
+        return []
+    gap = result.accuracy.compressed - base.accuracy.uncompressed
+    return [
+        f"baseline (plain N=1 model): test accuracy {100 * base.accuracy.uncompressed:.2f}%, "
+        f"{base.params.uncompressed:,} parameters",
+        f"  LoRITa compressed against it: {100 * gap:+.2f} pts test accuracy, "
+        f"{_share(base.params.uncompressed, result.params.compressed)} parameters, "
+        f"{_share(base.flops.uncompressed, result.flops.compressed)} FLOPs",
+        f"  the N=1 model compressed the same way: {100 * base.accuracy.compressed:.2f}%, "
+        f"{base.params.compressed:,} parameters "
+        f"({_share(base.params.uncompressed, base.params.compressed)})",
+    ]
+
+
+def warning_lines(result: Result, terms: Callable[[str], str] = lambda text: text) -> list[str]:
+    """One block per warning: "WARNING (kind): message" and "  what to do: advice"."""
+    lines = []
+    for warning in result.warnings or []:
+        lines.append(f"WARNING ({warning.kind}): {terms(warning.message)}")
+        lines.append(f"  what to do: {terms(warning.advice)}")
+    return lines

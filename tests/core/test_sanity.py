@@ -1,0 +1,153 @@
+"""Result warnings: a model that did not learn, a compressed model far below, a better
+baseline. Unit cases on hand-made Results, and one real job that does not learn."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from core.pipeline import run_job
+from core.result import Result
+from core.sanity import chance_accuracy, chance_margin, result_warnings
+from core.spec import JobSpec
+
+BALANCED_360 = [36] * 10  # the digits test split: 10 classes, 360 samples
+
+
+def block(
+    uncompressed: float, compressed: float, *, loss: float | None = 0.2, params: int = 1000
+) -> dict[str, Any]:
+    pair = {"uncompressed": uncompressed, "compressed": compressed}
+    counts = {"uncompressed": params, "compressed": params // 10}
+    return {
+        "accuracy": pair,
+        "val_accuracy": pair,
+        "params": counts,
+        "flops": counts,
+        "latency_ms": {"uncompressed": 1.0, "compressed": 0.5},
+        "file_size_bytes": counts,
+        "curve": [],
+        "ranks": {},
+        "chosen": {"params_kept": 0.1, "flops_kept": 0.1},
+        "layers": {},
+        "history": [{"run": "lorita", "epoch": 1, "epochs": 1, "train_loss": loss}],
+        "rank_search": {},
+    }
+
+
+def result(
+    uncompressed: float,
+    compressed: float,
+    *,
+    loss: float | None = 0.2,
+    strategy: str = "accuracy",
+    tolerance: float = 0.005,
+    baseline: dict[str, Any] | None = None,
+    num_classes: int = 10,
+) -> Result:
+    return Result.model_validate(
+        {
+            **block(uncompressed, compressed, loss=loss),
+            "artifacts": [],
+            "spec": {
+                "model": {"arch": "fcn", "num_classes": num_classes},
+                "compress": {"strategy": strategy, "max_accuracy_drop": tolerance},
+            },
+            "device": "cpu",
+            "factor": 3,
+            "timings_s": {},
+            "baseline": baseline,
+        }
+    )
+
+
+def kinds(warnings) -> list[tuple[str, str | None]]:
+    return [(w.kind, w.run) for w in warnings]
+
+
+def test_chance_level_and_margin():
+    assert chance_accuracy(BALANCED_360) == pytest.approx(0.1)
+    assert chance_accuracy([90, 10]) == pytest.approx(0.9)  # always answering class 0
+    # 3 standard errors of an accuracy measured on 360 samples at p = 0.1 ...
+    assert chance_margin(0.1, 360) == pytest.approx(3 * math.sqrt(0.1 * 0.9 / 360))
+    # ... and never less than 2 points, however large the test split.
+    assert chance_margin(0.1, 10_000_000) == pytest.approx(0.02)
+
+
+def test_a_model_at_chance_did_not_learn():
+    # vgg11 after one epoch on digits: 9.7%, "49x smaller" at no cost.
+    warnings = result_warnings(result(0.097, 0.097), BALANCED_360)
+    assert kinds(warnings) == [("did_not_learn", "lorita")]
+    assert "9.70%" in warnings[0].message and "chance" in warnings[0].message
+    assert "train.epochs" in warnings[0].advice and "train.lr" in warnings[0].advice
+
+
+def test_a_model_that_learned_has_no_warning():
+    assert result_warnings(result(0.95, 0.948), BALANCED_360) == []
+    # Just above chance plus the margin (10% + 4.7 points) counts as learned.
+    assert result_warnings(result(0.16, 0.16, loss=1.0), BALANCED_360) == []
+
+
+def test_the_chance_level_follows_the_class_shares():
+    # 90% on a 90/10 split is what always answering the big class scores.
+    warnings = result_warnings(result(0.9, 0.9, num_classes=2), [900, 100])
+    assert kinds(warnings) == [("did_not_learn", "lorita")]
+    assert result_warnings(result(0.97, 0.97, num_classes=2), [900, 100]) == []
+
+
+def test_a_loss_still_at_ln_k_or_not_finite_did_not_learn():
+    near_uniform = result_warnings(result(0.3, 0.3, loss=0.95 * math.log(10)), BALANCED_360)
+    assert kinds(near_uniform) == [("did_not_learn", "lorita")]
+    assert "2.303" in near_uniform[0].message
+    diverged = result_warnings(result(0.5, 0.5, loss=None), BALANCED_360)
+    assert kinds(diverged) == [("did_not_learn", "lorita")]
+
+
+def test_the_baseline_is_checked_too():
+    baseline = block(0.1, 0.1)
+    warnings = result_warnings(result(0.95, 0.95, baseline=baseline), BALANCED_360)
+    assert kinds(warnings) == [("did_not_learn", "baseline")]
+    assert "N=1" in warnings[0].message
+
+
+def test_compressed_far_below_names_the_strategy_knob():
+    budget = result_warnings(result(0.95, 0.80, strategy="budget"), BALANCED_360)
+    assert kinds(budget) == [("compressed_far_below", "lorita")]
+    assert "-15.00 points" in budget[0].message and "compress.budget" in budget[0].advice
+    uniform = result_warnings(result(0.95, 0.80, strategy="uniform"), BALANCED_360)
+    assert "compress.keep_fraction" in uniform[0].advice
+    # A drop of 3 points is not "far below" (the floor is 5 points).
+    assert result_warnings(result(0.95, 0.92, strategy="budget"), BALANCED_360) == []
+
+
+def test_a_better_baseline_is_said_with_numbers():
+    # The job of the report: LoRITa compressed 95.56%, the plain N=1 model 98.06%.
+    baseline = block(0.9806, 0.975)
+    warnings = result_warnings(result(0.9584, 0.9556, baseline=baseline), BALANCED_360)
+    assert kinds(warnings) == [("baseline_better", None)]
+    message = warnings[0].message
+    assert "98.06%" in message and "95.56%" in message and "-2.50 points" in message
+    assert "0.50" in message  # the tolerance it exceeds
+    within = block(0.9580, 0.95)
+    assert result_warnings(result(0.9584, 0.9556, baseline=within), BALANCED_360) == []
+
+
+@pytest.mark.slow
+def test_a_real_job_that_cannot_learn_says_so(tmp_path):
+    # A learning rate far too small for one epoch: the model stays at chance.
+    spec = JobSpec.model_validate(
+        {
+            "model": {"arch": "fcn"},
+            "data": {"dataset": "digits", "train_subset": 200},
+            "train": {"epochs": 1, "lr": 1e-7},
+            "compress": {"strategy": "uniform", "keep_fraction": 0.5},
+        }
+    )
+    done = run_job(spec, tmp_path, device="cpu")
+    assert [w.kind for w in done.warnings] == ["did_not_learn"]
+    stored = json.loads((tmp_path / "report.json").read_text())
+    assert stored["warnings"][0]["kind"] == "did_not_learn"
+    assert stored["warnings"][0]["advice"]
