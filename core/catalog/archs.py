@@ -97,6 +97,14 @@ register("vgg11", "vgg", "core.models.vgg:VGG", fixed={"layout": "vgg11"})
 register("vgg13", "vgg", "core.models.vgg:VGG", fixed={"layout": "vgg13"})
 register("vgg16", "vgg", "core.models.vgg:VGG", fixed={"layout": "vgg16"})
 register("vgg19", "vgg", "core.models.vgg:VGG", fixed={"layout": "vgg19"})
+# VGG11 as first published, without BatchNorm (a lower learning rate: no norm to steady it).
+register(
+    "vgg11_nobn",
+    "vgg",
+    "core.models.vgg:VGG",
+    fixed={"layout": "vgg11", "batch_norm": False},
+    recipe={"lr": 0.01},
+)
 register("resnet20", "resnet", "core.models.resnet:build_resnet", fixed={"depth": 20})
 register("resnet56", "resnet", "core.models.resnet:build_resnet", fixed={"depth": 56})
 # As in the paper's ViT, the patch embedding and the classification head stay plain.

@@ -168,3 +168,20 @@ def test_default_recipe_comes_from_the_family():
     assert (vit["optimizer"], vit["weight_decay"], vit["augment"]) == ("adamw", 5e-2, True)
     assert default_recipe("tv:resnet18", image_size=8)["augment"] is False  # too small to crop
     assert default_recipe("resnet20") == default_recipe("tv:resnet18")
+
+
+def test_vgg11_without_batchnorm_is_one_registry_entry():
+    """Adding an architecture is one entry in core/catalog/archs.py: it builds, factorizes
+    and merges exactly, is accepted by the job spec and gets its family's recipe."""
+    from core.catalog import default_recipe
+    from core.factorize import factorize, merge
+    from core.spec import JobSpec
+
+    model = build_model("vgg11_nobn", 10, 1, 32).double().eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    merged = merge(factorize(model, 3, init="pretrained")).eval()
+    x = torch.randn(2, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(merged(x), model(x), rtol=1e-9, atol=1e-9)
+    JobSpec.model_validate({"model": {"arch": "vgg11_nobn"}, "data": {"dataset": "digits"}})
+    assert default_recipe("vgg11_nobn")["lr"] == 0.01
