@@ -6,14 +6,18 @@ so a slowdown of the shared machine hits every variant alike; the reported ratio
 median over rounds of (variant time / N=1 time in the same round).
 
 Forward orders of the composed layers (core.layers): "chain" applies the N factors to
-the activations, "product" multiplies the weights first, "auto" picks the cheaper one
-per layer from the input shape. Peak memory is measured in a fresh subprocess per
-variant: ru_maxrss growth over two training steps on CPU, max_memory_allocated on CUDA.
+the activations, "product" multiplies the weights first, "hybrid" (N >= 3) merges the
+square factors and applies that one, "auto" picks per layer from the input shape.
+Every row has the wall-clock step time and the process's CPU time (all threads): on a
+shared, busy machine the wall clock also counts time spent waiting for a core, the
+CPU time much less so. Peak memory is measured in a fresh subprocess per variant:
+sampled resident memory during two training steps on CPU, max_memory_allocated on CUDA.
 
     python -m bench.train_cost                 # CPU: FCN b128, VGG16 b32 and b128
     python -m bench.train_cost --device cuda   # adds VGG16 b512, eager and torch.compile
     python -m bench.train_cost --quick         # smoke run (seconds)
-    python -m bench.train_cost --profile       # also time every VGG16 conv in both orders
+    python -m bench.train_cost --profile       # also time every VGG16 conv in every order
+    python -m bench.train_cost --only vgg16-32px-b32 --rounds 8 --threads 1
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +150,14 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         self.optimizer = build_optimizer(self.model, OPTIMIZER)
 
-    def timed(self, steps: int) -> float:
-        started = time.perf_counter()
+    def timed(self, steps: int) -> tuple[float, float]:
+        """Seconds per step: (wall clock, CPU time of this process, all threads)."""
+        started, cpu_started = time.perf_counter(), time.process_time()
         self.run(steps)
-        return (time.perf_counter() - started) / steps
+        return (
+            (time.perf_counter() - started) / steps,
+            (time.process_time() - cpu_started) / steps,
+        )
 
 
 def chosen_order(module: nn.Module, x: torch.Tensor) -> str:
@@ -201,29 +209,66 @@ def auto_choices(setting: Setting, factor: int, device: torch.device) -> list[di
 
 
 def time_setting(setting: Setting, variants: list[Variant], device: torch.device) -> dict[str, Any]:
+    """Interleaved rounds; each round starts one variant later than the one before, so
+    no variant always runs right after the same neighbour (or always first)."""
     steppers = {v: Stepper(setting, v, device) for v in variants}
     for stepper in steppers.values():  # warm-up (and compilation)
         stepper.run(3 if setting.compile else 1)
-    times: dict[Variant, list[float]] = {v: [] for v in variants}
-    for _ in range(setting.rounds):
-        for variant, stepper in steppers.items():
-            times[variant].append(stepper.timed(setting.steps))
+    wall: dict[Variant, list[float]] = {v: [] for v in variants}
+    cpu: dict[Variant, list[float]] = {v: [] for v in variants}
+    loads = []
+    for round_index in range(setting.rounds):
+        loads.append(_load_1m())
+        shift = round_index % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            step_wall, step_cpu = steppers[variant].timed(setting.steps)
+            wall[variant].append(step_wall)
+            cpu[variant].append(step_cpu)
+    loads.append(_load_1m())
     rows = []
     for variant in variants:
-        ratios = [t / b for t, b in zip(times[variant], times[BASELINE], strict=True)]
         rows.append(
             {
                 "variant": variant.label,
                 "factor": variant.factor,
                 "order": variant.order,
-                "step_ms_median": 1000 * median(times[variant]),
-                "step_ms_all": [round(1000 * t, 2) for t in times[variant]],
-                "ratio_to_n1_median": median(ratios),
-                "ratio_to_n1_min": min(ratios),
-                "ratio_to_n1_max": max(ratios),
+                "step_ms_median": 1000 * median(wall[variant]),
+                "step_ms_all": [round(1000 * t, 2) for t in wall[variant]],
+                **_ratios(wall[variant], wall[BASELINE], "ratio_to_n1"),
+                "cpu_ms_median": 1000 * median(cpu[variant]),
+                "cpu_ms_all": [round(1000 * t, 2) for t in cpu[variant]],
+                **_ratios(cpu[variant], cpu[BASELINE], "cpu_ratio_to_n1"),
             }
         )
-    return {"setting": asdict(setting), "rows": rows}
+    return {
+        "setting": asdict(setting),
+        "threads": torch.get_num_threads(),
+        "load_average_1m_per_round": loads,
+        "rows": rows,
+    }
+
+
+def _ratios(times: list[float], baseline: list[float], key: str) -> dict[str, float]:
+    """Median and range over rounds of (variant / N=1 in the same round)."""
+    ratios = [t / b for t, b in zip(times, baseline, strict=True)]
+    return {f"{key}_median": median(ratios), f"{key}_min": min(ratios), f"{key}_max": max(ratios)}
+
+
+def _load_1m() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def memory_text(row: dict[str, Any]) -> str:
+    """The peak-memory column: MiB, "not measured" (--no-memory) or the child's error."""
+    memory = row.get("peak_memory")
+    if memory is None:
+        return "not measured"
+    if "peak_mib" not in memory:
+        return "failed: " + " ".join(memory.get("error", ["unknown error"]))
+    return f"{memory['peak_mib']:.0f} MiB"
 
 
 def memory_child(setting: Setting, variant: Variant, device_name: str) -> dict[str, Any]:
@@ -274,13 +319,13 @@ def _resident_kib() -> int:
 def measure_memory(setting: Setting, variant: Variant, device: str) -> dict[str, Any]:
     payload = json.dumps({"setting": asdict(setting), "variant": asdict(variant)})
     command = [sys.executable, "-m", "bench.train_cost", "--memory-child", payload]
-    command += ["--device", device]
+    command += ["--device", device, "--threads", str(torch.get_num_threads())]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
     done = subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200, check=False
     )
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+        return {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -343,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="per-layer times of VGG16 b32")
     parser.add_argument("--only", default=None, help="run only settings whose name has this")
     parser.add_argument("--out", default="train_cost", help="results/<out>.json")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per setting")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument(
         "--merge",
         action="store_true",
@@ -350,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if args.memory_child is not None:
         spec = json.loads(args.memory_child)
@@ -363,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = cuda_settings(args.quick)
     if args.only:
         settings = [s for s in settings if args.only in s.name]
+    if args.rounds:
+        settings = [replace(s, rounds=args.rounds) for s in settings]
     result: dict[str, Any] = {
         "benchmark": "train_cost",
         "command": command_line(),
@@ -387,11 +440,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_memory:
             for row, variant in zip(entry["rows"], ALL_VARIANTS, strict=True):
                 row["peak_memory"] = measure_memory(setting, variant, args.device)
+        print(
+            f"  {entry['threads']} threads, load average (1 min) per round: "
+            f"{entry['load_average_1m_per_round']}",
+            flush=True,
+        )
         for row in entry["rows"]:
             print(
                 f"  {row['variant']:<12} {row['step_ms_median']:9.1f} ms  "
-                f"x{row['ratio_to_n1_median']:.2f}  "
-                f"mem {row.get('peak_memory', {}).get('peak_mib', float('nan')):.0f} MiB",
+                f"x{row['ratio_to_n1_median']:.2f} ({row['ratio_to_n1_min']:.2f}-"
+                f"{row['ratio_to_n1_max']:.2f})  CPU {row['cpu_ms_median']:8.1f} ms  "
+                f"x{row['cpu_ratio_to_n1_median']:.2f} ({row['cpu_ratio_to_n1_min']:.2f}-"
+                f"{row['cpu_ratio_to_n1_max']:.2f})  mem {memory_text(row)}",
                 flush=True,
             )
         result["settings"].append(entry)

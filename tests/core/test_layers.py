@@ -5,7 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.layers import ComposedConv2d, ComposedLinear, cheapest_order
+from core.layers import (
+    ACTIVATION_MAC_WEIGHT,
+    ComposedConv2d,
+    ComposedLayer,
+    ComposedLinear,
+    _pointwise_as_matmul,
+    cheapest_order,
+)
 
 DOUBLE = torch.float64
 
@@ -72,13 +79,68 @@ def test_conv_output_positions_match_real_output(options):
 
 
 def test_cheapest_order_compares_multiply_adds():
-    # conv 512 -> 512, 3x3 (fan-in 4608), N=3, in units of 512**2 multiply-adds:
-    # chain 2P, product 512 + 4608, hybrid 512 + P.
-    assert cheapest_order(3, 128, 512, 4608) == "chain"  # 256 < 640
-    assert cheapest_order(3, 2048, 512, 4608) == "hybrid"  # 2560 < 4096, 5120
-    assert cheapest_order(3, 8192, 512, 4608) == "product"  # 5120 < 8704
-    assert cheapest_order(2, 4607, 512, 4608) == "chain"  # N=2: product iff fan-in < P
-    assert cheapest_order(2, 4609, 512, 4608) == "product"
+    # conv 512 -> 512, 3x3 (fan-in 4608), N=3, in units of 512**2 multiply-adds, with
+    # w = ACTIVATION_MAC_WEIGHT = 1.5: chain 2wP, product 512 + 4608, hybrid 512 + wP.
+    assert cheapest_order(3, 128, 512, 4608) == "chain"  # 384 < 704
+    assert cheapest_order(3, 2048, 512, 4608) == "hybrid"  # 3584 < 5120, 6144
+    assert cheapest_order(3, 8192, 512, 4608) == "product"  # 5120 < 12800
+    # N=2: the product iff fan-in < w * P (a tie goes to the chain).
+    tie = 4608 / ACTIVATION_MAC_WEIGHT
+    assert cheapest_order(2, int(tie), 512, 4608) == "chain"
+    assert cheapest_order(2, int(tie) + 1, 512, 4608) == "product"
+
+
+def test_work_on_activations_counts_more_than_merging_weights():
+    # VGG16 at batch 32 (timed on a CPU, training steps): at 4x4 pixels and 512
+    # channels chain and hybrid need the same multiply-adds, and the hybrid, which
+    # touches the activations once, is as fast or faster; at 8x8 and 256 channels the
+    # product (all extra work on weights) beats the hybrid although it needs ~11% more.
+    assert ACTIVATION_MAC_WEIGHT > 1.125
+    assert cheapest_order(3, 32 * 4 * 4, 512, 4608) == "hybrid"
+    assert cheapest_order(3, 32 * 8 * 8, 256, 2304) == "product"
+    assert cheapest_order(3, 32 * 2 * 2, 512, 4608) == "chain"
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_as_matmul_is_the_1x1_convolution(bias, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 6, dtype=DOUBLE)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(7, 5, 1, 1, dtype=DOUBLE, requires_grad=True)
+    b = torch.randn(7, dtype=DOUBLE, requires_grad=True) if bias else None
+    x.requires_grad_(True)
+    out = _pointwise_as_matmul(x, weight, b)
+    expected = F.conv2d(x, weight, b)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert out.is_contiguous(memory_format=layout)
+    probe = torch.randn(expected.shape, dtype=DOUBLE)
+    inputs = [x, weight] + ([b] if bias else [])
+    grads = torch.autograd.grad((out * probe).sum(), inputs)
+    grads_conv = torch.autograd.grad((expected * probe).sum(), inputs)
+    for grad, grad_conv in zip(grads, grads_conv, strict=True):
+        torch.testing.assert_close(grad, grad_conv, rtol=1e-12, atol=1e-12)
+
+
+def test_a_training_step_merges_the_weights_once(monkeypatch):
+    # The product order forms the merged weight once per forward; the backward reuses
+    # what autograd saved instead of multiplying the factors again.
+    calls = []
+    original = ComposedLayer._product
+
+    def counting(self, indices):
+        calls.append(self.forward_order)
+        return original(self, indices)
+
+    monkeypatch.setattr(ComposedLayer, "_product", counting)
+    for order, merges in (("product", 1), ("hybrid", 1), ("chain", 0)):
+        calls.clear()
+        layer = ComposedConv2d(4, 6, 3, padding=1, factor=3, forward_order=order)
+        layer(torch.randn(2, 4, 5, 5)).sum().backward()
+        assert len(calls) == merges, order
+        assert all(p.grad is not None for p in layer.parameters())
 
 
 def test_auto_picks_the_cheaper_order():
