@@ -26,54 +26,35 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 RESULTS = Path(__file__).parent / "results" / "fcn_recipe.json"
 EPOCHS = 8
 
+
+def _adamw(lr: float = 1e-3, weight_decay: float = 0.05, **extra) -> dict:
+    return {
+        "optimizer": "adamw",
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "schedule": "onecycle",
+        **extra,
+    }
+
+
+def _ft(epochs: int) -> dict:
+    return {"finetune_epochs": epochs}
+
+
 # name -> (factor, train fields, compress fields)
 SETTINGS: dict[str, tuple[int, dict, dict]] = {
     "n3-adam-l2-cosine": (
         3,
         {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "schedule": "cosine"},
-        {"finetune_epochs": 0},
+        _ft(0),
     ),
-    "n3-adamw-onecycle": (
-        3,
-        {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "schedule": "onecycle"},
-        {"finetune_epochs": 0},
-    ),
-    "n3-adamw-onecycle-ft2": (
-        3,
-        {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "schedule": "onecycle"},
-        {"finetune_epochs": 2},
-    ),
-    "n3-adamw-wd0.1-lr2-ft2": (
-        3,
-        {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.1, "schedule": "onecycle"},
-        {"finetune_epochs": 2},
-    ),
-    "n3-adamw-bs64-ft2": (
-        3,
-        {
-            "optimizer": "adamw",
-            "lr": 1e-3,
-            "weight_decay": 0.05,
-            "schedule": "onecycle",
-            "batch_size": 64,
-        },
-        {"finetune_epochs": 2},
-    ),
-    "n3-adamw-lr2-ft3": (
-        3,
-        {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "schedule": "onecycle"},
-        {"finetune_epochs": 3},
-    ),
-    "n1-adamw-onecycle": (
-        1,
-        {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "schedule": "onecycle"},
-        {"finetune_epochs": 0},
-    ),
-    "n1-adamw-lr2": (
-        1,
-        {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "schedule": "onecycle"},
-        {"finetune_epochs": 0},
-    ),
+    "n3-adamw-onecycle": (3, _adamw(), _ft(0)),
+    "n3-adamw-onecycle-ft2": (3, _adamw(), _ft(2)),
+    "n3-adamw-wd0.1-lr2-ft2": (3, _adamw(lr=2e-3, weight_decay=0.1), _ft(2)),
+    "n3-adamw-bs64-ft2": (3, _adamw(batch_size=64), _ft(2)),
+    "n3-adamw-lr2-ft3": (3, _adamw(lr=2e-3), _ft(3)),
+    "n1-adamw-onecycle": (1, _adamw(), _ft(0)),
+    "n1-adamw-lr2": (1, _adamw(lr=2e-3), _ft(0)),
 }
 
 
