@@ -125,18 +125,10 @@ def _flat_args(annotation) -> Iterator[object]:
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     from api.main import create_app
     from store.db import dispose_engines, session_scope
-    from store.settings import Settings
     from store.tokens import create_token
+    from tests.local_state import local_settings
 
-    root = tmp_path_factory.mktemp("result-api")
-    settings = Settings(
-        state_dir=root,
-        database_url=f"sqlite:///{root / 'lorita.db'}",
-        broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
-        artifact_dir=root / "artifacts",
-        dataset_dir=root / "datasets",
-        data_dir=root / "data",
-    )
+    settings = local_settings(tmp_path_factory.mktemp("result-api"))
     with TestClient(create_app(settings)) as client:
         with session_scope(settings) as session:
             client.headers["Authorization"] = f"Bearer {create_token(session, 'result')}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,24 +11,15 @@ from api.dashboard.routes import plotly_bundle
 from api.main import create_app
 from store.db import dispose_engines, session_scope
 from store.jobs import create_job
-from store.settings import Settings
 from store.tokens import create_token, get_or_create_user, verify_token
+from tests.local_state import local_settings
 
 PAGES = ("/", "/signin", "/jobs/new", "/jobs/0b5f6c1e-0000-4000-8000-000000000000", "/datasets")
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    root: Path = tmp_path_factory.mktemp("dashboard-routes")
-    # Everything explicit: a DATABASE_URL in the environment must not leak in.
-    settings = Settings(
-        state_dir=root,
-        database_url=f"sqlite:///{root / 'lorita.db'}",
-        broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
-        artifact_dir=root / "artifacts",
-        dataset_dir=root / "datasets",
-        data_dir=root / "data",
-    )
+    settings = local_settings(tmp_path_factory.mktemp("dashboard-routes"))
     with TestClient(create_app(settings)) as client:
         with session_scope(settings) as session:
             client.token = create_token(session, "routes")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -16,6 +15,7 @@ from store.migrate import ensure_schema
 from store.models import Job
 from store.settings import Settings
 from store.tokens import get_or_create_user
+from tests.local_state import local_settings
 
 SPEC = {"model": {"arch": "fcn"}, "data": {"dataset": "digits"}, "lorita": {"factor": 3}}
 QUEUE = "lorita"
@@ -23,12 +23,7 @@ QUEUE = "lorita"
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    root: Path = tmp_path_factory.mktemp("store")
-    settings = Settings(
-        state_dir=root,
-        database_url=f"sqlite:///{root / 'lorita.db'}",
-        broker_url=f"sqla+sqlite:///{root / 'broker.db'}",
-    )
+    settings = local_settings(tmp_path_factory.mktemp("store"))
     ensure_schema(settings)  # the migrations, as in the embedded mode
     yield settings
     dispose_engines()
