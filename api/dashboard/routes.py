@@ -15,11 +15,11 @@ from __future__ import annotations
 import mimetypes
 from functools import cache, lru_cache
 from pathlib import Path
-from string import Template
 
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from api.dashboard.data import router as data_router
 from api.dashboard.pages import PAGES, Page
@@ -63,36 +63,15 @@ def plotly_bundle() -> tuple[Path, str]:
     return path, getattr(plotly, "__version__", "0")
 
 
-@cache
-def _template(name: str) -> Template:
-    return Template((TEMPLATE_DIR / name).read_text(encoding="utf-8"))
-
-
-@cache
-def render_page(page: Page) -> str:
-    """Fill the shared layout with one page's fragment (pages carry no data: cached)."""
-    _, plotly_version = plotly_bundle()
-    scripts = []
-    if page.charts:
-        scripts.append(
-            f'<script src="/static/vendor/plotly-{plotly_version}.min.js" defer></script>'
-        )
-    scripts.append(f'<script type="module" src="/static/js/pages/{page.script}"></script>')
-    nav = "\n".join(_nav_item(key, href, label, key == page.nav) for key, href, label in NAV_LINKS)
-    return _template("layout.html").substitute(
-        title=page.title,
-        body_class=page.key,
-        nav=nav,
-        main=_template(page.template).substitute(),
-        scripts="\n    ".join(scripts),
-        show_nav="" if page.nav else " hidden",
-    )
-
-
-def _nav_item(key: str, href: str, label: str, current: bool) -> str:
-    marker = ' aria-current="page"' if current else ""
-    return f'<li><a href="{href}" data-nav="{key}"{marker}>{label}</a></li>'
-
+# Templates are the app's own files; shared markup lives in templates/_macros.html.
+TEMPLATES = Environment(
+    loader=FileSystemLoader(TEMPLATE_DIR),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 
 NAV_LINKS = (
     ("jobs", "/", "Jobs"),
@@ -101,6 +80,15 @@ NAV_LINKS = (
     ("models", "/models", "Models"),
     ("compare", "/compare", "Compare"),
 )
+
+
+@cache
+def render_page(page: Page) -> str:
+    """Fill the shared layout with one page's fragment (pages carry no data: cached)."""
+    _, plotly_version = plotly_bundle()
+    return TEMPLATES.get_template("layout.html").render(
+        page=page, nav_links=NAV_LINKS, plotly_version=plotly_version
+    )
 
 
 def _add_page_route(page: Page) -> None:

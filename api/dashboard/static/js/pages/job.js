@@ -16,6 +16,7 @@ import { addEpoch, hasEpochs, renderTraining } from "../job/training.js";
 import { renderWarnings } from "../job/warnings-banner.js";
 
 const jobId = decodeURIComponent(location.pathname.split("/").filter(Boolean).at(-1) || "");
+const JOB_PATH = `/jobs/${encodeURIComponent(jobId)}`;
 const POLL_MS = 4000;
 
 let job = null;
@@ -82,14 +83,14 @@ function renderResult() {
 // ---------- data loading and live updates ----------
 
 async function loadJob() {
-  job = jobView(await api(`/jobs/${encodeURIComponent(jobId)}`));
+  job = jobView(await api(JOB_PATH));
   renderStatus();
   return job;
 }
 
 async function loadMetrics() {
   try {
-    const data = await api(`/jobs/${encodeURIComponent(jobId)}/metrics`);
+    const data = await api(`${JOB_PATH}/metrics`);
     const rows = itemsOf(data, "metrics").length ? itemsOf(data, "metrics") : itemsOf(data, "epochs");
     rows.forEach(addEpoch);
   } catch {
@@ -127,7 +128,7 @@ function handleEvent(event) {
 
 function openStream() {
   if (stream || typeof EventSource === "undefined") return;
-  stream = new EventSource(`${API}/jobs/${encodeURIComponent(jobId)}/events`, { withCredentials: true });
+  stream = new EventSource(`${API}${JOB_PATH}/events`, { withCredentials: true });
   $("#live-indicator").hidden = false;
   // The types api/routes/events.py sends (every event is named, so no onmessage).
   for (const type of ["epoch", "stage", "batch", "state", "end"]) {
@@ -187,56 +188,60 @@ function showMissing() {
 
 // ---------- actions ----------
 
-async function act(button, work) {
-  button.disabled = true;
-  try {
-    await work();
-  } catch (error) {
-    toast(error.message, "error", 8000);
-  } finally {
-    button.disabled = false;
-  }
+// A job action asks first; while it runs its button is disabled, and a failure is toasted.
+function confirmedAction(selector, question, work) {
+  const button = $(selector);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      if (await confirmDialog(question)) await work();
+    } catch (error) {
+      toast(error.message, "error", 8000);
+    } finally {
+      button.disabled = false;
+    }
+  });
 }
 
-$("#cancel-button").addEventListener("click", (event) =>
-  act(event.currentTarget, async () => {
-    const ok = await confirmDialog({
-      title: "Cancel this job?",
-      text: "Training stops at the next batch. The job cannot be resumed, but you can retry it later.",
-      confirmLabel: "Cancel job",
-    });
-    if (!ok) return;
-    await api(`/jobs/${encodeURIComponent(jobId)}/cancel`, { method: "POST" });
+confirmedAction(
+  "#cancel-button",
+  {
+    title: "Cancel this job?",
+    text: "Training stops at the next batch. The job cannot be resumed, but you can retry it later.",
+    confirmLabel: "Cancel job",
+  },
+  async () => {
+    await api(`${JOB_PATH}/cancel`, { method: "POST" });
     toast("Cancelling: the worker stops at the next batch.");
     refreshJob();
-  }),
+  },
 );
 
-$("#retry-button").addEventListener("click", (event) =>
-  act(event.currentTarget, async () => {
-    const ok = await confirmDialog({
-      title: "Retry this job?",
-      text: "A new job is created from the same spec and queued.",
-      confirmLabel: "Retry",
-      danger: false,
-    });
-    if (!ok) return;
-    const created = await api(`/jobs/${encodeURIComponent(jobId)}/retry`, { method: "POST" });
+confirmedAction(
+  "#retry-button",
+  {
+    title: "Retry this job?",
+    text: "A new job is created from the same spec and queued.",
+    confirmLabel: "Retry",
+    danger: false,
+  },
+  async () => {
+    const created = await api(`${JOB_PATH}/retry`, { method: "POST" });
     location.assign(`/jobs/${encodeURIComponent(created.id)}`);
-  }),
+  },
 );
 
-$("#delete-button").addEventListener("click", (event) =>
-  act(event.currentTarget, async () => {
-    const ok = await confirmDialog({
-      title: "Delete this job?",
-      text: "The job, its metrics and all of its artifacts are removed for good.",
-      confirmLabel: "Delete",
-    });
-    if (!ok) return;
-    await api(`/jobs/${encodeURIComponent(jobId)}`, { method: "DELETE" });
+confirmedAction(
+  "#delete-button",
+  {
+    title: "Delete this job?",
+    text: "The job, its metrics and all of its artifacts are removed for good.",
+    confirmLabel: "Delete",
+  },
+  async () => {
+    await api(JOB_PATH, { method: "DELETE" });
     location.assign("/");
-  }),
+  },
 );
 
 $("#curve-x").addEventListener("change", () => job?.result && renderCurve(job.result, job));
