@@ -23,7 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.dbgate import database_turn, run_in_session
 from api.errors import not_found
-from store.datasets import get_owned_dataset
+from api.upload_rows import owned_or_404
+from store.datasets import owned_datasets
 from store.db import session_factory
 from store.jobs import get_owned_job
 from store.models import Dataset, Job, User
@@ -137,12 +138,7 @@ OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
 def owned_dataset(dataset_id: str, session: SessionDep, user: CurrentUser) -> Dataset:
-    """The user's upload, attached to the request's session (handlers delete it there)."""
-    row = get_owned_dataset(session, dataset_id, user.id)
-    session.commit()
-    if row is None:
-        raise not_found("dataset")
-    return row
+    return owned_or_404(session, owned_datasets, dataset_id, user, "dataset")
 
 
 OwnedDataset = Annotated[Dataset, Depends(owned_dataset)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import HTTPException, Request, status
 from python_multipart.exceptions import MultipartParseError
@@ -17,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 MULTIPART_SLACK = 64 * 1024  # headers and boundaries around the file part
 MAX_NAME_FIELD = 255
 MAX_FIELDS = 16  # text fields kept beside the file (name, arch, ...); more are ignored
+DISPLAY_NAME = {"type": "string", "description": "Display name"}
 
 
 class UploadTooLarge(Exception):
@@ -30,6 +32,23 @@ class Received:
     name: str | None
     # The other short text fields of the form (each cut at MAX_NAME_FIELD bytes).
     fields: dict[str, str] = field(default_factory=dict)
+
+
+def upload_form(
+    file_description: str | None = None,
+    fields: dict[str, dict[str, Any]] | None = None,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """`openapi_extra` of a route that takes an upload: the multipart form that
+    receive_upload reads, a binary `file`, the route's own `fields`, a display `name`."""
+    file: dict[str, Any] = {"type": "string", "format": "binary"}
+    if file_description:
+        file["description"] = file_description
+    properties = {"file": file, **(fields or {}), "name": DISPLAY_NAME}
+    schema = {"type": "object", "required": ["file", *required], "properties": properties}
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
 
 
 def too_large(max_bytes: int) -> HTTPException:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.data.upload_file import checked_size
 from core.errors import DataError
 
 SUFFIX = ".safetensors"
@@ -111,13 +111,13 @@ def read_header(
 ) -> WeightsHeader:
     """The checked header of a .safetensors file; WeightsError saying what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path.name} does not exist")
-    size = os.path.getsize(path)
-    if size > max_bytes:
-        raise WeightsError(
-            f"{path.name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB"
-        )
+    size = checked_size(
+        path,
+        max_bytes,
+        label=f"weights file {path.name}",
+        missing=WeightsError,
+        too_large=WeightsError,
+    )
     with path.open("rb") as handle:
         prefix = handle.read(8)
         if len(prefix) < 8:

@@ -168,22 +168,31 @@ class JobEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Dataset(Base):
+class OwnedUpload:
+    """The columns of every file a user uploads (datasets, model weights): whose it is,
+    the name it is shown under, the file name it came with and when it arrived."""
+
+    # sort_order keeps the key and names first and created_at last, as in the tables.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id, sort_order=-1)
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True, sort_order=-1
+    )
+    name: Mapped[str] = mapped_column(String(255), sort_order=-1)
+    filename: Mapped[str] = mapped_column(String(255), sort_order=-1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, sort_order=1)
+
+
+class Dataset(OwnedUpload, Base):
     """An uploaded dataset file (built-in datasets are not stored here)."""
 
     __tablename__ = "datasets"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(255))
-    filename: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(8))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     info: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ModelUpload(Base):
+class ModelUpload(OwnedUpload, Base):
     """Uploaded weights of a trained model (.safetensors) for an architecture.
 
     The architecture and the shapes it was built for are part of the upload: the
@@ -193,10 +202,6 @@ class ModelUpload(Base):
 
     __tablename__ = "model_uploads"
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(255))
-    filename: Mapped[str] = mapped_column(String(255))
     arch: Mapped[str] = mapped_column(String(100))
     num_classes: Mapped[int] = mapped_column(Integer)
     in_channels: Mapped[int] = mapped_column(Integer)
@@ -207,4 +212,3 @@ class ModelUpload(Base):
     # How the names and shapes were checked against the architecture at upload:
     # "checked" (they fit), or "deferred" (no engine here; the worker checks at the job).
     shape_check: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -14,32 +14,16 @@ import uuid
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from store.artifacts import receiving_folder
 from store.models import ModelUpload
 from store.settings import Settings, get_settings
+from store.uploads import OwnedUploads
 
 WEIGHTS_FOLDER = "weights"
 
-
-def get_owned_model(session: Session, model_id: str, owner_id: int) -> ModelUpload | None:
-    """The upload `model_id` when `owner_id` owns it, else None (unknown or someone else's)."""
-    return session.scalar(
-        select(ModelUpload).where(ModelUpload.id == model_id, ModelUpload.owner_id == owner_id)
-    )
-
-
-def list_owned_models(session: Session, owner_id: int) -> list[ModelUpload]:
-    """The owner's uploaded weights, newest first."""
-    return list(
-        session.scalars(
-            select(ModelUpload)
-            .where(ModelUpload.owner_id == owner_id)
-            .order_by(ModelUpload.created_at.desc())
-        ).all()
-    )
+owned_models = OwnedUploads(ModelUpload)
+get_owned_model = owned_models.get
+list_owned_models = owned_models.list
 
 
 class WeightsFiles:

@@ -12,13 +12,14 @@ import re
 from pathlib import PurePath
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, OwnedDataset, SessionDep, SettingsDep
 from api.schemas import DatasetOut
-from api.uploads import receive_upload
-from core.catalog import BUILTINS, available_datasets, upload_reference
+from api.upload_rows import delete_upload, upload_fields
+from api.uploads import receive_upload, upload_form
+from core.catalog import BUILTINS, available_datasets
 from core.data.layout import builtin_present
 from core.data.limits import UploadLimitExceeded
 from core.errors import DataError
@@ -31,23 +32,7 @@ from store.settings import Settings
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 KINDS = {".npz": "npz", ".zip": "zip"}
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "name": {"type": "string", "description": "Display name"},
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = upload_form()
 
 
 def safe_filename(filename: str, kind: str) -> str:
@@ -56,17 +41,7 @@ def safe_filename(filename: str, kind: str) -> str:
 
 
 def dataset_out(row: Dataset) -> DatasetOut:
-    return DatasetOut(
-        id=row.id,
-        reference=upload_reference(row.id),
-        name=row.name,
-        builtin=False,
-        kind=row.kind,
-        filename=row.filename,
-        size_bytes=row.size_bytes,
-        info=row.info,
-        created_at=row.created_at,
-    )
+    return DatasetOut.model_validate({**upload_fields(row), "builtin": False})
 
 
 def info_dict(info: Any) -> dict[str, Any]:
@@ -181,7 +156,4 @@ def get_dataset(row: OwnedDataset):
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_dataset(row: OwnedDataset, session: SessionDep, settings: SettingsDep):
     """Remove an upload. Jobs already finished keep their results."""
-    session.delete(row)
-    session.commit()
-    dataset_files(settings).delete(row.id, row.kind)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return delete_upload(session, row, lambda: dataset_files(settings).delete(row.id, row.kind))

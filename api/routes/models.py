@@ -14,61 +14,43 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from api.errors import field_error, not_found
-from api.uploads import Received, receive_upload
+from api.errors import field_error
+from api.upload_rows import delete_upload, owned_or_404, upload_fields
+from api.uploads import Received, receive_upload, upload_form
 from api.weights_check import check_against_arch, check_finite
-from core.catalog import BUILTINS, parse_upload_reference, upload_reference
+from core.catalog import BUILTINS, parse_upload_reference
 from core.spec import JobSpec, ModelSpec
 from core.weights import SUFFIX, WeightsError, WeightsHeader, read_header
 from store.datasets import get_owned_dataset
 from store.db import session_scope
 from store.models import ModelUpload, User, new_id
 from store.settings import Settings
-from store.weights import get_owned_model, list_owned_models, weights_files
+from store.weights import get_owned_model, list_owned_models, owned_models, weights_files
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 SHAPE_FIELDS = ("num_classes", "in_channels", "image_size")
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "arch"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "safetensors.torch.save_file(model.state_dict(), path)",
-                        },
-                        "arch": {
-                            "type": "string",
-                            "description": "e.g. fcn, resnet20, tv:resnet18",
-                        },
-                        "num_classes": {"type": "integer"},
-                        "in_channels": {"type": "integer"},
-                        "image_size": {"type": "integer"},
-                        "dataset": {
-                            "type": "string",
-                            "description": "A built-in name or upload:ID whose classes, "
-                            "channels and image size the model was built for (instead of "
-                            "the three numbers)",
-                        },
-                        "name": {"type": "string", "description": "Display name"},
-                    },
-                }
-            }
+UPLOAD_BODY = upload_form(
+    file_description="safetensors.torch.save_file(model.state_dict(), path)",
+    fields={
+        "arch": {"type": "string", "description": "e.g. fcn, resnet20, tv:resnet18"},
+        "num_classes": {"type": "integer"},
+        "in_channels": {"type": "integer"},
+        "image_size": {"type": "integer"},
+        "dataset": {
+            "type": "string",
+            "description": "A built-in name or upload:ID whose classes, channels and image "
+            "size the model was built for (instead of the three numbers)",
         },
-    }
-}
+    },
+    required=("arch",),
+)
 
 
 class ModelOut(BaseModel):
@@ -93,29 +75,11 @@ class ModelOut(BaseModel):
 
 
 def model_out(row: ModelUpload) -> ModelOut:
-    return ModelOut(
-        id=row.id,
-        reference=upload_reference(row.id),
-        name=row.name,
-        filename=row.filename,
-        arch=row.arch,
-        num_classes=row.num_classes,
-        in_channels=row.in_channels,
-        image_size=row.image_size,
-        size_bytes=row.size_bytes,
-        tensor_count=row.tensor_count,
-        parameter_count=row.parameter_count,
-        shape_check=row.shape_check,
-        created_at=row.created_at,
-    )
+    return ModelOut.model_validate(upload_fields(row))
 
 
 def owned_model(model_id: str, session: SessionDep, user: CurrentUser) -> ModelUpload:
-    # Someone else's upload answers 404 like a missing one.
-    row = get_owned_model(session, model_id, user.id)
-    if row is None:
-        raise not_found("model")
-    return row
+    return owned_or_404(session, owned_models, model_id, user, "model")
 
 
 OwnedModel = Annotated[ModelUpload, Depends(owned_model)]
@@ -290,10 +254,7 @@ def get_model(row: OwnedModel):
 @router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_model(row: OwnedModel, session: SessionDep, settings: SettingsDep):
     """Remove uploaded weights. Jobs already finished keep their results."""
-    session.delete(row)
-    session.commit()
-    weights_files(settings).delete(row.id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return delete_upload(session, row, lambda: weights_files(settings).delete(row.id))
 
 
 # --------------------------------------------------------------- jobs that name weights

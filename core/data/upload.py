@@ -17,12 +17,12 @@ share in core.data.upload_checks.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.catalog import DatasetInfo
 from core.data.limits import UploadLimitExceeded, UploadLimits
+from core.data.upload_file import checked_size
 from core.data.upload_npz import NpzUpload
 from core.data.upload_zip import FolderZipUpload
 from core.errors import DataError
@@ -58,10 +58,4 @@ def _open_upload(path: Path, limits: UploadLimits):
 def _check_file(path: Path, max_bytes: int) -> None:
     if path.suffix.lower() not in (".npz", ".zip"):
         raise DataError(f"{path.name}: upload a .npz file or a .zip of image folders")
-    if not path.is_file():
-        raise DataError(f"dataset file {path} does not exist")
-    size = os.path.getsize(path)
-    if size > max_bytes:
-        raise UploadLimitExceeded(
-            f"{path.name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB"
-        )
+    checked_size(path, max_bytes, label=f"dataset file {path}", too_large=UploadLimitExceeded)

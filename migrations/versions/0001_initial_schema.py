@@ -10,10 +10,22 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.tables import (
+    cascade_from,
+    create_upload_table,
+    created_at,
+    drop_upload_table,
+    primary_key,
+)
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+# One row per finished epoch: the measures of that epoch, each optional.
+EPOCH_MEASURES = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s")
 
 
 def upgrade() -> None:
@@ -21,8 +33,8 @@ def upgrade() -> None:
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        created_at(),
+        primary_key("users"),
         sa.UniqueConstraint("name", name=op.f("uq_users_name")),
     )
     op.create_table(
@@ -32,31 +44,19 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("prefix", sa.String(length=16), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        created_at(),
         sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        cascade_from("api_tokens", "user_id", "users"),
+        primary_key("api_tokens"),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
     op.create_index(op.f("ix_api_tokens_user_id"), "api_tokens", ["user_id"], unique=False)
-    op.create_table(
+    create_upload_table(
         "datasets",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("owner_id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=255), nullable=False),
-        sa.Column("filename", sa.String(length=255), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("info", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name=op.f("fk_datasets_owner_id_users"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_datasets")),
     )
-    op.create_index(op.f("ix_datasets_owner_id"), "datasets", ["owner_id"], unique=False)
     op.create_table(
         "jobs",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -68,7 +68,7 @@ def upgrade() -> None:
         sa.Column("queue", sa.String(length=200), nullable=False),
         sa.Column("progress", sa.Float(), nullable=False),
         sa.Column("stage", sa.String(length=32), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        created_at(),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
@@ -79,19 +79,14 @@ def upgrade() -> None:
         sa.Column("retry_of", sa.String(length=36), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["owner_id"], ["users.id"], name=op.f("fk_jobs_owner_id_users"), ondelete="CASCADE"
-        ),
+        cascade_from("jobs", "owner_id", "users"),
         sa.ForeignKeyConstraint(
             ["retry_of"], ["jobs.id"], name=op.f("fk_jobs_retry_of_jobs"), ondelete="SET NULL"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        primary_key("jobs"),
     )
-    op.create_index(op.f("ix_jobs_arch"), "jobs", ["arch"], unique=False)
-    op.create_index(op.f("ix_jobs_created_at"), "jobs", ["created_at"], unique=False)
-    op.create_index(op.f("ix_jobs_dataset"), "jobs", ["dataset"], unique=False)
-    op.create_index(op.f("ix_jobs_owner_id"), "jobs", ["owner_id"], unique=False)
-    op.create_index(op.f("ix_jobs_status"), "jobs", ["status"], unique=False)
+    for column in ("arch", "created_at", "dataset", "owner_id", "status"):
+        op.create_index(op.f(f"ix_jobs_{column}"), "jobs", [column], unique=False)
     op.create_table(
         "job_events",
         sa.Column(
@@ -103,11 +98,9 @@ def upgrade() -> None:
         sa.Column("job_id", sa.String(length=36), nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_job_events_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_events")),
+        created_at(),
+        cascade_from("job_events", "job_id", "jobs"),
+        primary_key("job_events"),
     )
     op.create_index(op.f("ix_job_events_job_id"), "job_events", ["job_id"], unique=False)
     op.create_table(
@@ -117,17 +110,10 @@ def upgrade() -> None:
         sa.Column("run", sa.String(length=32), nullable=False),
         sa.Column("epoch", sa.Integer(), nullable=False),
         sa.Column("epochs", sa.Integer(), nullable=True),
-        sa.Column("train_loss", sa.Float(), nullable=True),
-        sa.Column("train_acc", sa.Float(), nullable=True),
-        sa.Column("val_loss", sa.Float(), nullable=True),
-        sa.Column("val_acc", sa.Float(), nullable=True),
-        sa.Column("lr", sa.Float(), nullable=True),
-        sa.Column("epoch_time_s", sa.Float(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_job_metrics_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_metrics")),
+        *(sa.Column(name, sa.Float(), nullable=True) for name in EPOCH_MEASURES),
+        created_at(),
+        cascade_from("job_metrics", "job_id", "jobs"),
+        primary_key("job_metrics"),
         sa.UniqueConstraint("job_id", "run", "epoch", name=op.f("uq_job_metrics_job_id_run_epoch")),
     )
     op.create_index(op.f("ix_job_metrics_job_id"), "job_metrics", ["job_id"], unique=False)
@@ -138,14 +124,10 @@ def downgrade() -> None:
     op.drop_table("job_metrics")
     op.drop_index(op.f("ix_job_events_job_id"), table_name="job_events")
     op.drop_table("job_events")
-    op.drop_index(op.f("ix_jobs_status"), table_name="jobs")
-    op.drop_index(op.f("ix_jobs_owner_id"), table_name="jobs")
-    op.drop_index(op.f("ix_jobs_dataset"), table_name="jobs")
-    op.drop_index(op.f("ix_jobs_created_at"), table_name="jobs")
-    op.drop_index(op.f("ix_jobs_arch"), table_name="jobs")
+    for column in ("status", "owner_id", "dataset", "created_at", "arch"):
+        op.drop_index(op.f(f"ix_jobs_{column}"), table_name="jobs")
     op.drop_table("jobs")
-    op.drop_index(op.f("ix_datasets_owner_id"), table_name="datasets")
-    op.drop_table("datasets")
+    drop_upload_table("datasets")
     op.drop_index(op.f("ix_api_tokens_user_id"), table_name="api_tokens")
     op.drop_table("api_tokens")
     op.drop_table("users")

@@ -8,7 +8,8 @@ Create Date: 2026-12-01 09:10:00.000000
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+
+from migrations.tables import create_upload_table, drop_upload_table
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -17,12 +18,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_upload_table(
         "model_uploads",
-        sa.Column("id", sa.String(length=36), nullable=False),
-        sa.Column("owner_id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=255), nullable=False),
-        sa.Column("filename", sa.String(length=255), nullable=False),
         sa.Column("arch", sa.String(length=100), nullable=False),
         sa.Column("num_classes", sa.Integer(), nullable=False),
         sa.Column("in_channels", sa.Integer(), nullable=False),
@@ -31,18 +28,8 @@ def upgrade() -> None:
         sa.Column("tensor_count", sa.Integer(), nullable=False),
         sa.Column("parameter_count", sa.BigInteger(), nullable=False),
         sa.Column("shape_check", sa.String(length=16), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
-            name=op.f("fk_model_uploads_owner_id_users"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_uploads")),
     )
-    op.create_index(op.f("ix_model_uploads_owner_id"), "model_uploads", ["owner_id"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_model_uploads_owner_id"), table_name="model_uploads")
-    op.drop_table("model_uploads")
+    drop_upload_table("model_uploads")
