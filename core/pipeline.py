@@ -148,17 +148,7 @@ def run_job(
     pretrained = None
     if job.user_model is not None:
         progress.stage("rank_search", "plain SVD truncation of your model", search_end)
-        truncation = plain_truncation_point(
-            job.user_model,
-            main["names"],
-            main["choice"],
-            spec.compress,
-            splits,
-            input_shape=job.input_shape,
-            device=device,
-            amp=job.amp,
-            should_stop=should_stop,
-        )
+        truncation = plain_truncation_point(job, main["names"], main["choice"])
         pretrained = pretrained_block(spec.model.weights, user_reference, truncation)
 
     baseline_block = baseline = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -25,9 +25,12 @@ from core.errors import SpecError
 from core.factorize import factorize
 from core.lowrank import to_lowrank
 from core.measure import count_flops, count_params, evaluate
-from core.ranks import RankChoice, choose_ranks
+from core.ranks import RankChoice, choice_cost
 from core.result import PretrainedBlock, TruncationPoint
 from core.spec import CompressSpec, JobSpec
+
+if TYPE_CHECKING:
+    from core.job.stages import JobStages
 
 
 def load_user_model(spec: JobSpec, weights_file: Path | str) -> nn.Module:
@@ -78,38 +81,20 @@ def measure_user_model(
 
 
 def plain_truncation_point(
-    model: nn.Module,
-    names: list[str],
-    lorita_choice: RankChoice,
-    compress: CompressSpec,
-    splits: Any,
-    *,
-    input_shape: tuple[int, ...],
-    device: str,
-    amp: bool,
-    should_stop: Any,
+    job: JobStages, names: list[str], lorita_choice: RankChoice
 ) -> TruncationPoint:
-    """The uploaded model truncated by SVD alone to the share LoRITa kept."""
-    kept = lorita_choice.flops_kept if compress.target == "flops" else lorita_choice.params_kept
-    budget = CompressSpec(strategy="budget", target=compress.target, budget=min(1.0, kept))
-    params, flops = count_params(model), count_flops(model, input_shape)
-    choice = choose_ranks(
-        model,
-        names,
-        budget,
-        val_dataset=splits.val,
-        input_shape=input_shape,
-        device=device,
-        amp=amp,
-        total_params=params,
-        total_flops=flops,
-        should_stop=should_stop,
-    )
-    truncated = to_lowrank(model, choice.ranks).to(device).eval()
+    """The job's uploaded model (`job.user_model`) truncated by SVD alone to the share
+    LoRITa kept, its ranks chosen the way LoRITa's are."""
+    model, target = job.user_model, job.spec.compress.target
+    share = min(1.0, choice_cost(lorita_choice, target))
+    budget = CompressSpec(strategy="budget", target=target, budget=share)
+    params, flops = count_params(model), count_flops(model, job.input_shape)
+    choice = job.choose_ranks(model, names, budget, params=params, flops=flops)
+    truncated = to_lowrank(model, choice.ranks).to(job.device).eval()
     truncated_params = count_params(truncated)
-    truncated_flops = count_flops(truncated, input_shape)
+    truncated_flops = count_flops(truncated, job.input_shape)
     return TruncationPoint(
-        accuracy=evaluate(truncated, splits.test, device, amp=amp).accuracy,
+        accuracy=evaluate(truncated, job.splits.test, job.device, amp=job.amp).accuracy,
         params=truncated_params,
         flops=truncated_flops,
         params_kept=truncated_params / params,
@@ -130,25 +115,6 @@ def pretrained_block(
         flops=reference.flops,
         plain_truncation=truncation,
     )
-
-
-def warm_start(
-    model: nn.Module,
-    factor: int,
-    *,
-    include: list[str] | None,
-    exclude: list[str],
-    forward_order: str,
-) -> nn.Module:
-    """A copy of the user's model with every eligible layer as its balanced split."""
-    return factorize(
-        model,
-        factor,
-        include=include,
-        exclude=exclude,
-        forward_order=forward_order,
-        init="pretrained",
-    ).train()
 
 
 def prepare_user_model(

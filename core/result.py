@@ -40,6 +40,11 @@ def optional(description: str) -> Any:
     return Field(None, description=description, exclude_if=_absent_when_none)
 
 
+def one_of(meanings: dict[str, str]) -> str:
+    """The description of a field that holds one of a few words, each with its meaning."""
+    return ", ".join(f"{word} ({meaning})" for word, meaning in meanings.items())
+
+
 class Section(BaseModel):
     """Base of every part of the Result: keeps unknown keys (see the module docstring)."""
 
@@ -257,15 +262,19 @@ class VerdictEntry(Section):
     within_tolerance: bool
 
 
+# Verdict.criterion: how the best method was picked.
+VERDICT_CRITERIA = {
+    "smallest_within_tolerance": "the smallest model whose accuracy is within the tolerance "
+    "of the plain N=1 model, the most accurate among equal sizes",
+    "most_accurate": "no method stayed within it",
+}
+
+
 class Verdict(Section):
     """Which method gives the best small model at the user's tolerance."""
 
     best: str = Field(description="lorita or one of the comparisons")
-    criterion: str = Field(
-        description="smallest_within_tolerance (the smallest model whose accuracy is within "
-        "the tolerance of the plain N=1 model, the most accurate among equal sizes) or "
-        "most_accurate (no method stayed within it)"
-    )
+    criterion: str = Field(description=one_of(VERDICT_CRITERIA))
     target: str = Field(description="params or flops: the size compared")
     tolerance: float = Field(description="allowed accuracy loss (compress.max_accuracy_drop)")
     reference_accuracy: float = Field(description="test accuracy of the uncompressed N=1 model")
@@ -273,14 +282,19 @@ class Verdict(Section):
     sentence: str = Field(description="the verdict in one line")
 
 
+# ResultWarning.kind: what core.sanity saw.
+WARNING_KINDS = {
+    "did_not_learn": "a model is near chance",
+    "compressed_far_below": "the compressed model lost much more than the uncompressed one had",
+    "baseline_better": "the plain N=1 model beats LoRITa's compressed model by more than "
+    "the tolerance",
+}
+
+
 class ResultWarning(Section):
     """Something about the job's numbers a reader must know before trusting them."""
 
-    kind: str = Field(
-        description="did_not_learn (a model is near chance), compressed_far_below (the "
-        "compressed model lost much more than the uncompressed one had), baseline_better "
-        "(the plain N=1 model beats LoRITa's compressed model by more than the tolerance)"
-    )
+    kind: str = Field(description=one_of(WARNING_KINDS))
     message: str = Field(description="what was seen, with the numbers")
     advice: str = Field(description="what to change")
     run: str | None = optional("which model it concerns: lorita or baseline")

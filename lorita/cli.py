@@ -163,38 +163,37 @@ def _comparison_list(text: str) -> list[str]:
     return names
 
 
+# The options of `compress` that set job spec fields, by section of the spec; each
+# option's argparse dest is the field's name. An option left out keeps the spec's default.
+SPEC_OPTIONS = {
+    "model": ("arch", "weights"),
+    "data": ("dataset", "train_subset"),
+    "lorita": ("factor", "include", "exclude"),
+    "train": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed"),
+    "compress": (
+        "strategy",
+        "target",
+        "max_accuracy_drop",
+        "budget",
+        "keep_fraction",
+        "finetune_epochs",
+        "quantize",
+        "keep_float",
+    ),
+}
+
+
 def _spec_from_args(args: argparse.Namespace):
     from core.spec import JobSpec
 
-    def given(**fields: Any) -> dict[str, Any]:
-        return {key: value for key, value in fields.items() if value is not None}
-
-    document = {
-        "model": given(arch=args.arch, weights=str(args.weights) if args.weights else None),
-        "data": given(dataset=args.dataset, train_subset=args.train_subset),
-        "lorita": given(factor=args.factor, include=args.include, exclude=args.exclude),
-        "train": given(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            schedule=args.schedule,
-            seed=args.seed,
-        ),
-        "compress": given(
-            strategy=args.strategy,
-            target=args.target,
-            max_accuracy_drop=args.max_accuracy_drop,
-            budget=args.budget,
-            keep_fraction=args.keep_fraction,
-            finetune_epochs=args.finetune_epochs,
-            quantize=args.quantize,
-            keep_float=args.keep_float,
-        ),
-        "baseline": args.baseline,
-        "comparisons": args.compare,
+    options = vars(args)
+    document: dict[str, Any] = {
+        section: {name: options[name] for name in names if options[name] is not None}
+        for section, names in SPEC_OPTIONS.items()
     }
+    if args.weights is not None:  # a Path on the command line, a string in the spec
+        document["model"]["weights"] = str(args.weights)
+    document.update(baseline=args.baseline, comparisons=args.compare)
     return JobSpec.model_validate(document)
 
 

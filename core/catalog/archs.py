@@ -27,9 +27,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from core.catalog.library_names import library_names
 from core.catalog.registry import ArchPrefix, ArchRegistry, Family, Recipe
-from core.catalog.timm_names import TIMM_MODELS
-from core.catalog.torchvision_names import TORCHVISION_MODELS
 from core.errors import SpecError
 
 REGISTRY = ArchRegistry()
@@ -118,27 +117,21 @@ register(
 
 # --- libraries of models, addressed as PREFIX + NAME -------------------------------------
 
-TORCHVISION = REGISTRY.add_prefix(
-    ArchPrefix(
-        prefix="tv:",
-        family="torchvision",
-        builder="core.models.tv:build_torchvision",
-        names=frozenset(TORCHVISION_MODELS),
-        what="torchvision classification model",
-        example="tv:resnet18",
-    )
+
+def _add_library(prefix: str, family: str, builder: str, what: str) -> ArchPrefix:
+    """Declare a library's models as PREFIX + NAME, NAME from its static list of names
+    (core.catalog.library_names); `what` names a member in messages."""
+    names = frozenset(library_names(family))
+    # resnet18 is in every library's list: the example the messages show.
+    example = f"{prefix}resnet18"
+    return REGISTRY.add_prefix(ArchPrefix(prefix, family, builder, names, what, example))
+
+
+TORCHVISION = _add_library(
+    "tv:", "torchvision", "core.models.tv:build_torchvision", "torchvision classification model"
 )
 # timm's models, CNNs and transformers alike, train like torchvision's by default.
-TIMM = REGISTRY.add_prefix(
-    ArchPrefix(
-        prefix="timm:",
-        family="timm",
-        builder="core.models.timm:build_timm",
-        names=frozenset(TIMM_MODELS),
-        what="timm model",
-        example="timm:resnet18",
-    )
-)
+TIMM = _add_library("timm:", "timm", "core.models.timm:build_timm", "timm model")
 
 
 # --- lookups -----------------------------------------------------------------------------

@@ -26,17 +26,17 @@ import tempfile
 from pathlib import Path
 
 from core.catalog import BUILTINS
-from core.data.folders import (
+from core.data.idx import is_gzipped, read_idx
+from core.data.layout import (
     CIFAR_FOLDERS,
     IDX_COUNTS,
     IDX_FILES,
     IDX_FOLDERS,
+    builtin_present,
     find_idx_file,
     idx_dataset_present,
     idx_raw_dir,
 )
-from core.data.idx import is_gzipped, read_idx
-from core.data.layout import builtin_present
 from core.errors import DataError
 
 # A download attempt without internet should fail in seconds, not hang the CLI.

@@ -17,13 +17,12 @@ import torch
 
 from core.catalog.datasets import FASHION_MNIST_CLASSES
 from core.data.idx import read_idx
-from core.data.layout import (  # noqa: F401 - re-exported: the layout lives in one place
+from core.data.layout import (
     CIFAR_FOLDERS,
-    IDX_COUNTS,
     IDX_FILES,
     IDX_FOLDERS,
     find_idx_file,
-    idx_dataset_present,
+    idx_dataset_present,  # noqa: F401 - re-exported beside the loaders
     idx_raw_dir,
 )
 from core.data.splits import RawDataset

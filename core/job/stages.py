@@ -17,9 +17,8 @@ from core.job.blocks import curve_with_test
 from core.job.progress import FINETUNE_END, RANKS_END, Progress
 from core.lowrank import dense_from_lowrank, to_lowrank, truncate
 from core.measure import count_flops, count_params, evaluate, measure_latency_ms
-from core.pretrained import warm_start
-from core.ranks import RankChoice, choose_ranks
-from core.spec import JobSpec
+from core.ranks import ProgressCallback, RankChoice, choose_ranks
+from core.spec import CompressSpec, JobSpec
 from core.train import seed_everything, train_model
 
 # The data split is a property of the dataset, not of a run: the same for every seed.
@@ -58,28 +57,27 @@ def excluded_layers(spec: JobSpec) -> list[str]:
 
 
 def _build(spec: JobSpec, factor: int, seed: int, start: nn.Module | None = None) -> nn.Module:
+    """The composed model to train: from a random init, or (`start`, the user's model)
+    with every eligible layer as the balanced split of its weights (on a copy)."""
     from core.models import build_model
 
     seed_everything(seed)
-    if start is not None:  # the user's model: the composition starts at its weights
-        return warm_start(
-            start,
-            factor,
-            include=spec.lorita.include,
-            exclude=excluded_layers(spec),
-            forward_order=spec.lorita.forward_order,
+    from_scratch = start is None
+    if from_scratch:
+        model = build_model(
+            spec.model.arch, spec.model.num_classes, spec.model.in_channels, spec.model.image_size
         )
-    model = build_model(
-        spec.model.arch, spec.model.num_classes, spec.model.in_channels, spec.model.image_size
-    )
+    else:  # factorized on a copy: the user's model is truncated on its own later
+        model = start
     return factorize(
         model,
         factor,
         include=spec.lorita.include,
         exclude=excluded_layers(spec),
         forward_order=spec.lorita.forward_order,
-        inplace=True,
-    )
+        inplace=from_scratch,
+        init="random" if from_scratch else "pretrained",
+    ).train()
 
 
 class JobStages:
@@ -151,19 +149,8 @@ class JobStages:
             self.progress.stage("rank_search", f"{run}: {message}", low + (high - low) * fraction)
 
         on_search(0.0, "choosing ranks on the validation split")
-        choice: RankChoice = choose_ranks(
-            merged,
-            names,
-            spec.compress,
-            val_dataset=self.splits.val,
-            input_shape=self.input_shape,
-            device=device,
-            amp=self.amp,
-            channels_last=False,
-            total_params=params,
-            total_flops=flops,
-            should_stop=self.should_stop,
-            on_progress=on_search,
+        choice = self.choose_ranks(
+            merged, names, spec.compress, params=params, flops=flops, on_progress=on_search
         )
         search_time = time.monotonic() - started
         ranks = choice.ranks
@@ -204,6 +191,32 @@ class JobStages:
             "finetune_history": history,
         }
         return block
+
+    def choose_ranks(
+        self,
+        merged: nn.Module,
+        names: list[str],
+        compress: CompressSpec,
+        *,
+        params: int,
+        flops: int,
+        on_progress: ProgressCallback | None = None,
+    ) -> RankChoice:
+        """Ranks for the layers `names` of `merged` (a dense model of `params` parameters
+        and `flops` FLOPs), chosen on the job's validation split."""
+        return choose_ranks(
+            merged,
+            names,
+            compress,
+            val_dataset=self.splits.val,
+            input_shape=self.input_shape,
+            device=self.device,
+            amp=self.amp,
+            total_params=params,
+            total_flops=flops,
+            should_stop=self.should_stop,
+            on_progress=on_progress,
+        )
 
     def _val_accuracy(
         self, choice: RankChoice, merged: nn.Module, lowrank: nn.Module, *, finetuned: bool

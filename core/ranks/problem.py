@@ -153,6 +153,21 @@ class RankProblem:
         flops = self.other_flops + sum(self.by_name[n].flops(r) for n, r in ranks.items())
         return params / self.total_params, flops / max(self.total_flops, 1)
 
+    def choice(
+        self,
+        ranks: dict[str, int],
+        val_accuracy: float | None,
+        reference_val_accuracy: float | None,
+        curve: list[dict[str, Any]],
+        **details: Any,
+    ) -> RankChoice:
+        """The RankChoice of `ranks`, with the shares of params and FLOPs they keep;
+        `details` are RankChoice's other fields (search, verified_samples)."""
+        params, flops = self.kept(ranks)
+        return RankChoice(
+            ranks, params, flops, val_accuracy, reference_val_accuracy, curve, **details
+        )
+
     def point(self, ranks: dict[str, int], accuracy: float | None) -> dict[str, Any]:
         """One point of an accuracy-versus-size curve."""
         params, flops = self.kept(ranks)

@@ -95,19 +95,15 @@ def search_accuracy(
                 chosen, chosen_accuracy = removed, accuracy
                 break
     progress(1.0, "chosen")
-    ranks = family.ranks_after(chosen)
-    params, flops = problem.kept(ranks)
     curve = [
         problem.point(family.ranks_after(k), accuracy)
         for k, (accuracy, _) in sorted(points.items())
     ]
-    return RankChoice(
-        ranks=ranks,
-        params_kept=params,
-        flops_kept=flops,
-        val_accuracy=chosen_accuracy,
-        reference_val_accuracy=full_reference,
-        curve=curve,
+    return problem.choice(
+        family.ranks_after(chosen),
+        chosen_accuracy,
+        full_reference,
+        curve,
         search={"subset_reference_accuracy": reference},
         verified_samples=evaluator.subset.count
         if evaluator.subset_is_full

@@ -62,15 +62,7 @@ class FixedAllocation(Strategy):
         curve, reference, accuracy = curve_for(
             problem, context.family, context.evaluator, ranks, context.progress
         )
-        params, flops = problem.kept(ranks)
-        return RankChoice(
-            ranks=ranks,
-            params_kept=params,
-            flops_kept=flops,
-            val_accuracy=accuracy,
-            reference_val_accuracy=reference,
-            curve=curve,
-        )
+        return problem.choice(ranks, accuracy, reference, curve)
 
 
 class BudgetAllocation(FixedAllocation):

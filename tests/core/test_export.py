@@ -45,13 +45,9 @@ def trained_like():
     return model, ranks
 
 
-@pytest.fixture(scope="module")
-def exported(trained_like, tmp_path_factory):
-    model, ranks = trained_like
-    out = tmp_path_factory.mktemp("artifacts")
-    dense = truncate(model, ranks)
-    lowrank = to_lowrank(model, ranks)
-    sizes = save_artifacts(
+def _save(out, dense, lowrank, **options):
+    """save_artifacts of this file's architecture and input shape, with `options`."""
+    return save_artifacts(
         out,
         dense_model=dense,
         lowrank_model=lowrank,
@@ -59,8 +55,16 @@ def exported(trained_like, tmp_path_factory):
         num_classes=CLASSES,
         in_channels=CHANNELS,
         image_size=SIZE,
-        report={"params": {"compressed": count_params(lowrank)}},
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def exported(trained_like, tmp_path_factory):
+    model, ranks = trained_like
+    out = tmp_path_factory.mktemp("artifacts")
+    dense, lowrank = truncate(model, ranks), to_lowrank(model, ranks)
+    sizes = _save(out, dense, lowrank, report={"params": {"compressed": count_params(lowrank)}})
     return out, dense, lowrank, sizes
 
 
@@ -148,17 +152,8 @@ def exported_raw(trained_like, tmp_path_factory):
     model, ranks = trained_like
     out = tmp_path_factory.mktemp("raw")
     dense, lowrank = truncate(model, ranks), to_lowrank(model, ranks)
-    save_artifacts(
-        out,
-        dense_model=dense,
-        lowrank_model=lowrank,
-        arch=ARCH,
-        num_classes=CLASSES,
-        in_channels=CHANNELS,
-        image_size=SIZE,
-        input_contract=CONTRACT,
-        model_info={"test_accuracy": 0.5, "spec": {"model": {"arch": ARCH}}},
-    )
+    model_info = {"test_accuracy": 0.5, "spec": {"model": {"arch": ARCH}}}
+    _save(out, dense, lowrank, input_contract=CONTRACT, model_info=model_info)
     return out, dense
 
 
