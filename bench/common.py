@@ -80,3 +80,21 @@ def read_result(name: str, results_dir: Path | None = None) -> dict[str, Any] | 
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
+
+
+def most_compressed_point(
+    curve: list[dict[str, Any]], floor: float, accuracy: str, order: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """The most compressed point of `curve` whose `accuracy` key is at least `floor`, with
+    its params and FLOPs drops (1 - the kept share) added; None if no point is. `order`
+    names the kept shares compared, the first deciding and the next breaking ties."""
+    # The tolerance lets a point exactly at the floor pass despite float rounding.
+    passing = [p for p in curve if p[accuracy] >= floor - 1e-12]
+    if not passing:
+        return None
+    best = min(passing, key=lambda p: tuple(p[key] for key in order))
+    return {
+        **best,
+        "params_drop": 1.0 - best["params_kept"],
+        "flops_drop": 1.0 - best["flops_kept"],
+    }

@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from bench.common import command_line, machine_info, write_result
+from bench.common import command_line, machine_info, most_compressed_point, write_result
 from core.factorize import eligible_layers
 from core.measure import count_flops, count_params, evaluate
 from core.peers.compare import cpu_latencies, finetune_recipe, truncate_to_share
@@ -47,6 +47,8 @@ from core.train import train_model
 
 TOLERANCES = (0.005, 0.01)
 DEFAULT_SHARES = (0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05)
+# "Most compressed": the fewest FLOPs kept, then the fewest params.
+MOST_COMPRESSED_FIRST = ("flops_kept", "params_kept")
 METHODS = {
     "n1_trunc": "N=1 + truncation",
     "n1_trunc_ft": "N=1 + truncation + fine-tune",
@@ -169,19 +171,6 @@ class Setting:
         return {k: v for k, v in curves.items() if v}, models
 
 
-def drop_at(curve: list[dict[str, Any]], floor: float) -> dict[str, Any] | None:
-    """The most compressed grid point with test accuracy >= floor (None if none is)."""
-    passing = [p for p in curve if p["test_accuracy"] >= floor - 1e-12]
-    if not passing:
-        return None
-    best = min(passing, key=lambda p: (p["flops_kept"], p["params_kept"]))
-    return {
-        **best,
-        "params_drop": 1.0 - best["params_kept"],
-        "flops_drop": 1.0 - best["flops_kept"],
-    }
-
-
 def run_setting(args: argparse.Namespace, n1_dir: Path, n3_dir: Path) -> dict[str, Any]:
     spec1, n1 = read_run(n1_dir)
     spec3, n3 = read_run(n3_dir)
@@ -199,7 +188,8 @@ def run_setting(args: argparse.Namespace, n1_dir: Path, n3_dir: Path) -> dict[st
     for name, curve in curves.items():
         summary[name] = {}
         for tol in TOLERANCES:
-            point = drop_at(curve, reference["n1"] - tol)
+            floor = reference["n1"] - tol
+            point = most_compressed_point(curve, floor, "test_accuracy", MOST_COMPRESSED_FIRST)
             summary[name][str(tol)] = point
             if point is not None and tol == max(TOLERANCES):
                 timed[name] = models[name][point["requested"]]

@@ -74,17 +74,25 @@ def seed(env: dict[str, str], jobs: int = JOBS_IN_LIST) -> tuple[str, str]:
         f" for _ in range({jobs})]\n"
         "print(json.dumps([token, ids[0]]))\n"
     )
+    token, job_id = json.loads(run_python(code, env, timeout=300))
+    return token, job_id
+
+
+def run_python(code: str, env: dict[str, str], timeout: float) -> str:
+    """Run `code` in a fresh interpreter at the repository root with exactly `env` (so it
+    reads the settings a server started with `env` reads) and return the last line it
+    printed; a failure raises with what it wrote to stderr."""
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
-        check=True,
+        timeout=timeout,
     )
-    token, job_id = json.loads(done.stdout.strip().splitlines()[-1])
-    return token, job_id
+    if done.returncode != 0:
+        raise RuntimeError(f"python -c exited with {done.returncode}:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 class Server:

@@ -8,16 +8,12 @@ imported torch through other tests already.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from store.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from bench.service_load import run_python
+from tests.local_state import service_env
 
 # The embedded mode on a temporary SQLite state folder: migrate, sign in, submit a job
 # (validated and queued on the SQLite broker, no worker needed), upload a dataset,
@@ -72,19 +68,8 @@ def _tiny_npz(path: Path) -> Path:
 
 def test_api_validates_jobs_and_uploads_without_importing_torch(tmp_path):
     # Only this test's settings: none inherited from the environment.
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env.update(STATE_DIR=str(tmp_path / "state"), UPLOAD_FILE=str(_tiny_npz(tmp_path / "t.npz")))
-    env.pop("LORITA_PARENT_PID", None)
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    env = service_env(tmp_path, UPLOAD_FILE=str(_tiny_npz(tmp_path / "t.npz")))
+    out = json.loads(run_python(SCRIPT, env, timeout=180))
     assert (out["job"], out["bad_arch"], out["upload"], out["upload_job"]) == (201, 422, 201, 201)
     info = out["upload_info"]
     assert (info["num_classes"], info["in_channels"], info["image_size"]) == (2, 1, 8)

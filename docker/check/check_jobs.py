@@ -26,6 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from job_events import parse_events, timeline
+
 POLL_S = 0.5
 
 
@@ -103,42 +105,23 @@ def wait_epoch(job_id: str, epoch: str, timeout_s: str) -> int:
 
 def events(job_id: str) -> list[tuple[str, dict]]:
     """Every stored event of a finished job, from its server-sent event stream."""
-    found, kind = [], None
     with request("GET", f"/jobs/{job_id}/events", timeout=60) as response:
-        for raw in response:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[len("event: ") :]
-            elif line.startswith("data: ") and kind:
-                found.append((kind, json.loads(line[len("data: ") :])))
-                if kind == "end":
-                    break
-    return found
+        return parse_events(raw.decode().rstrip("\n") for raw in response)
 
 
 def resumed(job_id: str, total_epochs: str) -> int:
     """Two attempts on two workers; the second trained from the epoch after the first's last."""
-    states, workers, reasons, epochs, attempt = [], [], [], {}, 0
-    for kind, data in events(job_id):
-        if kind == "state":
-            states.append(data["status"])
-            if data["status"] == "running":
-                attempt = data["attempt"]
-                workers.append(data["worker"])
-                epochs[attempt] = []
-            if data.get("reason"):
-                reasons.append(data["reason"])
-        elif kind == "epoch" and data.get("run", "lorita") == "lorita":
-            epochs[attempt].append(data["epoch"])
-    say(f"job {job_id}: states {' -> '.join(states)}")
+    seen = timeline(events(job_id))
+    epochs = seen.epochs
+    say(f"job {job_id}: states {' -> '.join(seen.states)}")
     for number, trained in sorted(epochs.items()):
         span = f"{trained[0]}-{trained[-1]}" if trained else "none"
-        say(f"job {job_id}: attempt {number} on {workers[number - 1]} trained epochs {span}")
-    if reasons:
-        say(f"job {job_id}: queued again because: {reasons[-1]}")
+        say(f"job {job_id}: attempt {number} on {seen.workers[number - 1]} trained epochs {span}")
+    if seen.reasons:
+        say(f"job {job_id}: queued again because: {seen.reasons[-1]}")
     ok = (
-        states == ["queued", "running", "queued", "running", "succeeded"]
-        and len(set(workers)) == 2
+        seen.states == ["queued", "running", "queued", "running", "succeeded"]
+        and len(set(seen.workers)) == 2
         and sorted(epochs) == [1, 2]
         and epochs[1]
         and epochs[2]

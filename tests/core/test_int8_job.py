@@ -46,23 +46,6 @@ def job(tmp_path_factory) -> tuple[Path, Result]:
     return out, run_job(_spec(quantize="int8"), out, device="cpu")
 
 
-def _digits_raw_test() -> tuple[np.ndarray, np.ndarray]:
-    """The digits' test split as scikit-learn gives the images (float64 0..16, N x 8 x 8)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    from core.data.builtin import DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION
-
-    bunch = load_digits()
-    _, test_idx = train_test_split(
-        np.arange(len(bunch.target)),
-        test_size=DIGITS_TEST_FRACTION,
-        random_state=DIGITS_SPLIT_SEED,
-        stratify=bunch.target,
-    )
-    return bunch.images[test_idx], bunch.target[test_idx]
-
-
 # Runs in a fresh interpreter: onnxruntime and numpy only, the file and the raw arrays.
 FRESH_PROCESS = textwrap.dedent(
     """
@@ -133,9 +116,9 @@ def test_int8_file_carries_the_input_contract(job):
     assert json.loads(int8_meta["input_contract"])["layout"] == "NHW"
 
 
-def test_fresh_process_reproduces_the_reported_int8_accuracy(job, tmp_path):
+def test_fresh_process_reproduces_the_reported_int8_accuracy(job, digits_raw_test, tmp_path):
     out, result = job
-    images, labels = _digits_raw_test()
+    images, labels = digits_raw_test
     arrays = tmp_path / "raw_test.npz"
     np.savez(arrays, x=images, y=labels)
     completed = subprocess.run(

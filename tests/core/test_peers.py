@@ -7,36 +7,20 @@ import pytest
 import torch
 from torch import nn
 
-from core.data import load_dataset
 from core.export import export_onnx, verify_onnx
 from core.factorize import factorize
 from core.measure import count_flops, count_params, evaluate
 from core.models import build_model
 from core.peers import PruningError, prune_to_budget
 from core.peers.shortcuts import ChannelScatterShortcut, from_traceable, to_traceable
-from core.spec import TrainSpec
 from core.train import seed_everything, train_model
+from tests.core.train_recipe import plain_recipe
 
 SHAPES = {"fcn": (1, 28, 28), "vgg11": (3, 32, 32), "resnet20": (3, 32, 32)}
 # Widths change in whole channels, so a share can only be hit up to one channel step:
 # the FCN (500-wide layers) and VGG11 (>= 64 channels) land within 1% of the request;
 # ResNet20's 16-channel first stage makes steps of a few percent of its size.
 SHARE_TOLERANCE = {"fcn": 0.01, "vgg11": 0.01, "resnet20": 0.05}
-
-RECIPE = {
-    "epochs": 4,
-    "batch_size": 64,
-    "optimizer": "adam",
-    "lr": 2e-3,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "schedule": "cosine",
-    "label_smoothing": 0.0,
-    "augment": False,
-    "amp": False,
-    "compile": False,
-    "channels_last": False,
-}
 
 
 def _build(arch: str) -> nn.Module:
@@ -126,24 +110,23 @@ def test_torchvision_model_is_pruned():
         assert result.model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_trained_fcn_keeps_accuracy_at_half_the_params_and_fine_tunes():
-    splits = load_dataset("digits", val_fraction=0.1, seed=0)
+def test_trained_fcn_keeps_accuracy_at_half_the_params_and_fine_tunes(digits):
     seed_everything(0)
     model = build_model("fcn", 10, 1, 8)
-    train_model(model, splits, TrainSpec(**RECIPE), device="cpu")
-    dense_accuracy, _ = evaluate(model, splits.test)
+    train_model(model, digits, plain_recipe(epochs=4, lr=2e-3), device="cpu")
+    dense_accuracy, _ = evaluate(model, digits.test)
     assert dense_accuracy > 0.9
 
     result = prune_to_budget(model, (1, 8, 8), keep=0.5)
-    pruned_accuracy, _ = evaluate(result.model, splits.test)
+    pruned_accuracy, _ = evaluate(result.model, digits.test)
     assert result.achieved == pytest.approx(0.5, rel=0.01)
     # One-shot magnitude pruning, before any fine-tuning: on the 360 test digits (one
     # image is 0.28 points) it costs a few points.
     assert pruned_accuracy >= dense_accuracy - 0.06
 
     # The pruned module is an ordinary nn.Module: the training loop fine-tunes it back.
-    train_model(result.model, splits, TrainSpec(**{**RECIPE, "epochs": 1}), device="cpu")
-    tuned_accuracy, _ = evaluate(result.model, splits.test)
+    train_model(result.model, digits, plain_recipe(epochs=1, lr=2e-3), device="cpu")
+    tuned_accuracy, _ = evaluate(result.model, digits.test)
     assert tuned_accuracy >= dense_accuracy - 0.02
 
 

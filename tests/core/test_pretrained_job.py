@@ -9,22 +9,17 @@ import torch
 from safetensors.torch import save_file
 
 from core.catalog import BUILTINS
-from core.data import load_dataset
 from core.errors import SpecError
 from core.factorize import factorize
 from core.measure import count_params, evaluate
 from core.models import build_model
 from core.pipeline import run_job
-from core.spec import JobSpec, TrainSpec
+from core.spec import JobSpec
 from core.train import train_model
 from core.weights import WeightsError
+from tests.core.train_recipe import plain_recipe
 
 DIGITS = BUILTINS["digits"]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits", seed=0, val_fraction=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +27,7 @@ def trained_fcn(digits, tmp_path_factory):
     """An FCN trained briefly on the 8x8 digits, saved as the user would save it."""
     torch.manual_seed(0)
     model = build_model("fcn", DIGITS.num_classes, DIGITS.in_channels, DIGITS.image_size)
-    plain = TrainSpec(
-        epochs=3,
-        batch_size=64,
-        optimizer="adam",
-        lr=1e-3,
-        momentum=0.9,
-        weight_decay=0.0,
-        schedule="constant",
-        label_smoothing=0.0,
-        augment=False,
-        amp=False,
-        compile=False,
-        channels_last=False,
-    )
-    train_model(model, digits, plain, device="cpu")
+    train_model(model, digits, plain_recipe(weight_decay=0.0, schedule="constant"), device="cpu")
     path = tmp_path_factory.mktemp("weights") / "fcn.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return model.eval(), path

@@ -16,8 +16,9 @@ from core.lowrank import pays_off, to_lowrank
 from core.measure import count_flops, count_params, evaluate
 from core.models import build_model
 from core.ranks import STRATEGIES, RankProblem, choose_ranks, global_ranks, uniform_ranks
-from core.spec import CompressSpec, RankStrategy, TrainSpec
+from core.spec import CompressSpec, RankStrategy
 from core.train import seed_everything, train_model
+from tests.core.train_recipe import plain_recipe
 
 
 def _with_spectrum(layer: nn.Linear, spectrum: torch.Tensor, seed: int) -> None:
@@ -162,20 +163,7 @@ def test_accuracy_search_on_a_trained_digits_model_keeps_accuracy():
     splits = load_dataset("digits")
     seed_everything(0)
     model = factorize(build_model("fcn", 10, 1, 8, hidden=(128, 128)), 2)
-    recipe = TrainSpec(
-        epochs=8,
-        batch_size=64,
-        optimizer="adam",
-        lr=2e-3,
-        momentum=0.9,
-        weight_decay=1e-3,
-        schedule="cosine",
-        label_smoothing=0.0,
-        augment=False,
-        amp=False,
-        compile=False,
-        channels_last=False,
-    )
+    recipe = plain_recipe(epochs=8, lr=2e-3, weight_decay=1e-3)
     train_model(model, splits, recipe, device="cpu")
     merged = merge(model).eval()
     names = eligible_layers(merged)

@@ -41,23 +41,6 @@ def _job(dataset: str, out: Path, **data) -> Result:
     return run_job(spec, out, device="cpu")
 
 
-def _digits_test_split() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as it gives them (float64 0..16, (N, 8, 8)), the test part."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    from core.data.builtin import DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION
-
-    bunch = load_digits()
-    _, test_idx = train_test_split(
-        np.arange(len(bunch.target)),
-        test_size=DIGITS_TEST_FRACTION,
-        random_state=DIGITS_SPLIT_SEED,
-        stratify=bunch.target,
-    )
-    return bunch.images[test_idx], bunch.target[test_idx]
-
-
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 DIGIT_NAMES = [str(d) for d in range(10)]
 
@@ -190,8 +173,8 @@ def test_float_npz_channels_last_reproduces_the_report(tmp_path):
     assert (contract.layout, contract.divisor, contract.value_range) == ("NHWC", 1.0, [0, 16])
 
 
-def test_builtin_digits_as_scikit_learn_gives_them(tmp_path):
-    x, y = _digits_test_split()
+def test_builtin_digits_as_scikit_learn_gives_them(digits_raw_test, tmp_path):
+    x, y = digits_raw_test
     result = _job("digits", tmp_path)
     _assert_reproduces(tmp_path, result, x, y)
     contract = _check_metadata(tmp_path, result, x, DIGIT_NAMES)

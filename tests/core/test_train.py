@@ -12,23 +12,8 @@ from core.batching import Batches, augment_batch
 from core.errors import Cancelled, TrainingDiverged
 from core.factorize import factorize
 from core.models import build_model
-from core.spec import TrainSpec
 from core.train import seed_everything, train_model
-
-RECIPE = {
-    "epochs": 3,
-    "batch_size": 64,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "schedule": "cosine",
-    "label_smoothing": 0.0,
-    "augment": False,
-    "amp": False,
-    "compile": False,
-    "channels_last": False,
-}
+from tests.core.train_recipe import plain_recipe
 
 
 def _splits(count: int = 600, scale: float = 1.0, seed: int = 0) -> SimpleNamespace:
@@ -61,9 +46,7 @@ def _without_times(history):
 
 def test_training_learns_and_reports_epochs():
     events = []
-    history = train_model(
-        _model(), _splits(), TrainSpec(**RECIPE), device="cpu", on_event=events.append
-    )
+    history = train_model(_model(), _splits(), plain_recipe(), device="cpu", on_event=events.append)
     assert [e["epoch"] for e in history] == [1, 2, 3]
     assert history[-1]["val_acc"] > 0.8
     epochs = [e for e in events if e["type"] == "epoch"]
@@ -73,7 +56,7 @@ def test_training_learns_and_reports_epochs():
 
 
 def test_resume_after_cancel_matches_uninterrupted_run(tmp_path):
-    splits, spec = _splits(), TrainSpec(**RECIPE)
+    splits, spec = _splits(), plain_recipe()
     reference = _model()
     reference_history = train_model(reference, splits, spec, device="cpu")
 
@@ -112,8 +95,8 @@ def test_resume_after_cancel_matches_uninterrupted_run(tmp_path):
 def test_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
     checkpoint = tmp_path / "run.pt"
     splits = _splits()
-    train_model(_model(), splits, TrainSpec(**RECIPE), device="cpu", checkpoint_path=checkpoint)
-    changed = TrainSpec(**{**RECIPE, "epochs": 2, "lr": 2e-3})
+    train_model(_model(), splits, plain_recipe(), device="cpu", checkpoint_path=checkpoint)
+    changed = plain_recipe(epochs=2, lr=2e-3)
     events = []
     train_model(
         _model(), splits, changed, device="cpu", checkpoint_path=checkpoint, on_event=events.append
@@ -123,13 +106,11 @@ def test_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
 
 def test_cancel_raises_before_the_next_batch():
     with pytest.raises(Cancelled):
-        train_model(
-            _model(), _splits(), TrainSpec(**RECIPE), device="cpu", should_stop=lambda: True
-        )
+        train_model(_model(), _splits(), plain_recipe(), device="cpu", should_stop=lambda: True)
 
 
 def test_divergence_names_the_learning_rate():
-    spec = TrainSpec(**{**RECIPE, "optimizer": "sgd", "lr": 0.5})
+    spec = plain_recipe(optimizer="sgd", lr=0.5)
     with pytest.raises(
         TrainingDiverged, match=r"nan at epoch 1 batch 1; lower train.lr \(now 0.5\)"
     ):
@@ -139,9 +120,7 @@ def test_divergence_names_the_learning_rate():
 @pytest.mark.parametrize("schedule", ["cosine", "onecycle", "step", "plateau", "constant"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_every_schedule_trains_and_resumes(tmp_path, schedule, optimizer):
-    spec = TrainSpec(
-        **{**RECIPE, "epochs": 2, "schedule": schedule, "optimizer": optimizer, "lr": 0.01}
-    )
+    spec = plain_recipe(epochs=2, schedule=schedule, optimizer=optimizer, lr=0.01)
     splits = _splits(count=200)
     checkpoint = tmp_path / "run.pt"
     first = train_model(_model(), splits, spec, device="cpu", checkpoint_path=checkpoint)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
+from bench.service_load import free_port, run_python
+from tests.local_state import service_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = REPO_ROOT / "test-output" / "screenshots"
@@ -49,12 +51,6 @@ def chromium_path() -> str | None:
         if Path(candidate).exists():
             return candidate
     return shutil.which("chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -94,22 +90,13 @@ class Service:
 
 
 def _service_env(root: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        STATE_DIR=str(root / "state"),
+    # The state folder holds the SQLite database and broker, as in the embedded default.
+    return service_env(
+        root,
         DATABASE_URL=f"sqlite:///{root / 'state' / 'lorita.db'}",
         BROKER_URL=f"sqla+sqlite:///{root / 'state' / 'broker.db'}",
-        ARTIFACT_DIR=str(root / "artifacts"),
-        DATASET_DIR=str(root / "datasets"),
-        DATA_DIR=str(root / "data"),
         WORKER_DEVICE="cpu",
-        PYTHONUNBUFFERED="1",
-        # Two cores here: leave one for the API and the browser.
-        OMP_NUM_THREADS="1",
     )
-    # The service must not read a developer's .env or state.
-    env.pop("LORITA_DATA_DIR", None)
-    return env
 
 
 def _start(name: str, args: list[str], env: dict[str, str], root: Path) -> subprocess.Popen:
@@ -160,16 +147,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     env = _service_env(root)
     # Creating the token first also migrates the database, so the API and the
     # worker start on a ready schema instead of racing to create it.
-    created = subprocess.run(
-        [sys.executable, "-c", "from store.tokens import create_token_cli as c; c('e2e')"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    token = created.stdout.strip().splitlines()[-1]
+    token = run_python("from store.tokens import create_token_cli as c; c('e2e')", env, timeout=120)
     port = free_port()
     service = Service(base_url=f"http://127.0.0.1:{port}", token=token, root=root, env=env)
     service.processes["worker"] = _start("worker", ["-m", "worker.main"], env, root)

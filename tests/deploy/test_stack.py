@@ -13,7 +13,6 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from deployfiles import REPO
 from sqlalchemy.engine import make_url
 from stack_harness import (
     TRANSCRIPT_FILE,
@@ -31,6 +31,13 @@ from stack_harness import (
     replace_option,
     unique_name,
 )
+
+from tests.local_state import service_env
+
+# docker/check holds the compose check's scripts, not a package: read job events with
+# the same module its check does.
+sys.path.append(str(REPO / "docker" / "check"))
+from job_events import Timeline, parse_events, timeline  # noqa: E402
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -98,31 +105,22 @@ def transcript() -> Iterator[Transcript]:
 def stack(database, broker, transcript, tmp_path: Path) -> Iterator[Stack]:
     broker_url, prefix = broker
     volumes = tmp_path / "volumes"  # the named volumes, shared like in compose
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # Nothing from the caller's shell may leak into the "containers".
-        if not key.startswith(("DATABASE_", "BROKER_", "QUEUE_", "CUDA_", "LORITA_"))
-    }
-    env.update(
+    env = service_env(
+        volumes,
         DATABASE_URL=database,
         BROKER_URL=broker_url,
         BROKER_KEY_PREFIX=prefix,
         QUEUE_NAME=prefix.rstrip(":"),
-        STATE_DIR=str(volumes / "state"),
-        ARTIFACT_DIR=str(volumes / "artifacts"),
-        DATASET_DIR=str(volumes / "datasets"),
-        DATA_DIR=str(volumes / "data"),
         GPU_LOCK_DIR=str(volumes / "gpu-locks"),
         WORKER_DEVICE="auto",
         AUTO_MIGRATE="false",
         LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
         # As in the images (PATH=/opt/venv/bin:$PATH): `python` is the project's.
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        # Two cores for the API and two workers: one thread each.
-        OMP_NUM_THREADS="1",
     )
+    # Nothing else from the caller's shell may leak into the "containers": nor the GPUs
+    # it picked (each worker takes its slot through docker/gpu_slot.py).
+    env = {key: value for key, value in env.items() if not key.startswith("CUDA_")}
     running = Stack(env=env, say=transcript)
     safe_db = make_url(database).render_as_string(hide_password=True)
     transcript(f"postgres: fresh database {safe_db}")
@@ -193,45 +191,11 @@ class JobWatch:
         raise AssertionError(f"jobs not done in {timeout:g}s: {[self.latest[j] for j in job_ids]}")
 
 
-def read_events(client: httpx.Client, job_id: str) -> list[tuple[str, dict]]:
-    """Every stored event of a finished job, from its server-sent event stream."""
-    events, kind = [], None
+def timeline_of(client: httpx.Client, job_id: str) -> Timeline:
+    """What a finished job's server-sent event stream says happened."""
     with client.stream("GET", f"/jobs/{job_id}/events") as response:
         response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                kind = line[len("event: ") :]
-            elif line.startswith("data: ") and kind:
-                events.append((kind, json.loads(line[len("data: ") :])))
-                if kind == "end":
-                    break
-    return events
-
-
-@dataclass
-class Timeline:
-    """What a job's events say happened: its states, and the epochs each attempt trained."""
-
-    states: list[str] = field(default_factory=list)
-    workers: list[str] = field(default_factory=list)
-    epochs: dict[int, list[int]] = field(default_factory=dict)  # attempt -> epochs
-    reasons: list[str] = field(default_factory=list)
-
-
-def timeline(client: httpx.Client, job_id: str) -> Timeline:
-    result, attempt = Timeline(), 0
-    for kind, data in read_events(client, job_id):
-        if kind == "state":
-            result.states.append(data["status"])
-            if data["status"] == "running":
-                attempt = data["attempt"]
-                result.workers.append(data["worker"])
-                result.epochs[attempt] = []
-            if data.get("reason"):
-                result.reasons.append(data["reason"])
-        elif kind == "epoch" and data.get("run", "lorita") == "lorita":
-            result.epochs[attempt].append(data["epoch"])
-    return result
+        return timeline(parse_events(response.iter_lines()))
 
 
 def test_compose_topology_runs_jobs_across_workers_and_survives_a_graceful_stop(stack: Stack):
@@ -288,7 +252,7 @@ def test_compose_topology_runs_jobs_across_workers_and_survives_a_graceful_stop(
         for job_id in short:
             job = watch.latest[job_id]
             assert job["status"] == "succeeded", job
-            timelines[job_id] = timeline(client, job_id)
+            timelines[job_id] = timeline_of(client, job_id)
             assert timelines[job_id].states == ["queued", "running", "succeeded"]
             assert timelines[job_id].workers == [job["worker"]]
         used = {watch.latest[job_id]["worker"].split("@")[0] for job_id in short}
@@ -320,7 +284,7 @@ def test_compose_topology_runs_jobs_across_workers_and_survives_a_graceful_stop(
         job = watch.latest[long_job]
         assert job["status"] == "succeeded", job
         assert job["attempts"] == 2, job
-        timelines[long_job] = stopped = timeline(client, long_job)
+        timelines[long_job] = stopped = timeline_of(client, long_job)
         assert stopped.states == ["queued", "running", "queued", "running", "succeeded"]
         assert stopped.workers == [first_worker, job["worker"]] and job["worker"] != first_worker
         assert any("shutting down" in reason for reason in stopped.reasons), stopped.reasons

@@ -27,6 +27,22 @@ def claim(open_session, job_id: str, worker: str) -> bool:
         return won
 
 
+def finish(open_session, job_id: str, worker: str, status: str, **fields) -> bool:
+    """`worker` reports the job's end; whether the change happened."""
+    with open_session() as session:
+        won = repo.finish_job(session, job_id, worker, status, **fields)
+        session.commit()
+        return won
+
+
+def cancel(open_session, job_id: str) -> str:
+    """The API asks to cancel the job as it reads it now; the status it answers with."""
+    with open_session() as api:
+        status = repo.request_cancel(api, api.get(Job, job_id))
+        api.commit()
+        return status
+
+
 def make_stale(open_session, job_id: str, minutes: int = 10) -> None:
     """Age the job's heartbeat, as if its worker died."""
     with open_session() as session:
@@ -59,9 +75,7 @@ def test_two_workers_claim_one_job_and_one_wins(open_session, queued_job):
 
 
 def test_a_job_cancelled_while_queued_is_not_started(open_session, queued_job):
-    with open_session() as api:
-        assert repo.request_cancel(api, api.get(Job, queued_job)) == CANCELLED
-        api.commit()
+    assert cancel(open_session, queued_job) == CANCELLED
     assert not claim(open_session, queued_job, "worker-a")
     job = read_job(open_session, queued_job)
     assert (job.status, job.worker, job.attempts) == (CANCELLED, None, 0)
@@ -85,12 +99,8 @@ def test_a_cancel_that_loses_to_the_worker_start_asks_the_worker_to_stop(open_se
 
 def test_cancelling_a_finished_job_changes_nothing(open_session, queued_job):
     assert claim(open_session, queued_job, "worker-a")
-    with open_session() as worker:
-        assert repo.finish_job(worker, queued_job, "worker-a", SUCCEEDED, result=RESULT)
-        worker.commit()
-    with open_session() as api:
-        assert repo.request_cancel(api, api.get(Job, queued_job)) == SUCCEEDED
-        api.commit()
+    assert finish(open_session, queued_job, "worker-a", SUCCEEDED, result=RESULT)
+    assert cancel(open_session, queued_job) == SUCCEEDED
     job = read_job(open_session, queued_job)
     assert (job.status, job.cancel_requested, job.result) == (SUCCEEDED, False, RESULT)
     assert event_states(open_session, queued_job) == [QUEUED, SUCCEEDED]
@@ -100,14 +110,10 @@ def test_a_worker_cannot_finish_a_job_that_was_cancelled_meanwhile(open_session,
     # The worker stalls, recovery sees the pending cancel and ends the job as cancelled;
     # then the worker wakes up and reports success.
     assert claim(open_session, queued_job, "worker-a")
-    with open_session() as api:
-        assert repo.request_cancel(api, api.get(Job, queued_job)) == RUNNING
-        api.commit()
+    assert cancel(open_session, queued_job) == RUNNING
     make_stale(open_session, queued_job)
     assert recover(open_session) == ([], [queued_job])
-    with open_session() as worker:
-        assert not repo.finish_job(worker, queued_job, "worker-a", SUCCEEDED, result=RESULT)
-        worker.commit()
+    assert not finish(open_session, queued_job, "worker-a", SUCCEEDED, result=RESULT)
     job = read_job(open_session, queued_job)
     assert (job.status, job.result) == (CANCELLED, None)
     assert event_states(open_session, queued_job) == [QUEUED, CANCELLED]
@@ -118,11 +124,9 @@ def test_a_worker_that_lost_its_job_cannot_finish_the_new_owners_run(open_sessio
     make_stale(open_session, queued_job)
     assert recover(open_session) == ([queued_job], [])
     assert claim(open_session, queued_job, "worker-b")
-    with open_session() as old:
-        assert not repo.finish_job(
-            old, queued_job, "worker-a", FAILED, failure_reason="late", failure_kind="internal"
-        )
-        old.commit()
+    assert not finish(
+        open_session, queued_job, "worker-a", FAILED, failure_reason="late", failure_kind="internal"
+    )
     job = read_job(open_session, queued_job)
     assert (job.status, job.worker, job.attempts, job.failure_reason) == (
         RUNNING,
@@ -135,9 +139,8 @@ def test_a_worker_that_lost_its_job_cannot_finish_the_new_owners_run(open_sessio
 def test_a_finished_job_is_not_requeued(open_session, queued_job):
     # A shutting-down worker tries to hand back a job it already finished.
     assert claim(open_session, queued_job, "worker-a")
+    assert finish(open_session, queued_job, "worker-a", SUCCEEDED, result=RESULT)
     with open_session() as worker:
-        assert repo.finish_job(worker, queued_job, "worker-a", SUCCEEDED, result=RESULT)
-        worker.commit()
         assert not repo.requeue_job(worker, queued_job, "worker-a", "shutting down")
         worker.commit()
     job = read_job(open_session, queued_job)
@@ -185,11 +188,8 @@ def test_a_heartbeat_from_the_wrong_worker_is_refused(open_session, queued_job):
 
 def test_a_heartbeat_after_the_end_tells_the_worker_to_stop(open_session, queued_job):
     assert claim(open_session, queued_job, "worker-a")
+    assert finish(open_session, queued_job, "worker-a", SUCCEEDED, result=RESULT, progress=1.0)
     with open_session() as worker:
-        assert repo.finish_job(
-            worker, queued_job, "worker-a", SUCCEEDED, result=RESULT, progress=1.0
-        )
-        worker.commit()
         assert not repo.touch_job(worker, queued_job, "worker-a", progress=0.1)
         worker.commit()
     job = read_job(open_session, queued_job)
@@ -198,13 +198,10 @@ def test_a_heartbeat_after_the_end_tells_the_worker_to_stop(open_session, queued
 
 def test_a_job_is_finished_once(open_session, queued_job):
     assert claim(open_session, queued_job, "worker-a")
-    with open_session() as worker:
-        assert repo.finish_job(worker, queued_job, "worker-a", SUCCEEDED, result=RESULT)
-        worker.commit()
-        assert not repo.finish_job(
-            worker, queued_job, "worker-a", FAILED, failure_reason="again", failure_kind="x"
-        )
-        worker.commit()
+    assert finish(open_session, queued_job, "worker-a", SUCCEEDED, result=RESULT)
+    assert not finish(
+        open_session, queued_job, "worker-a", FAILED, failure_reason="again", failure_kind="x"
+    )
     job = read_job(open_session, queued_job)
     assert (job.status, job.failure_reason) == (SUCCEEDED, None)
     assert event_states(open_session, queued_job) == [QUEUED, SUCCEEDED]
