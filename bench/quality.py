@@ -200,8 +200,14 @@ def tolerance_summary(curve: list[dict[str, Any]], reference: dict[str, float]) 
     return out
 
 
-class SettingRun:
-    def __init__(self, setting: QualitySetting, work_dir: Path, quick: bool) -> None:
+class BenchRun:
+    """One setting's run: its cache folder, its splits (the job's split seed), the
+    evaluation and the head of its result file. A setting names ``name``, ``dataset``,
+    ``train_subset`` and ``test_limit``."""
+
+    benchmark = ""
+
+    def __init__(self, setting: Any, work_dir: Path, quick: bool) -> None:
         self.setting = setting
         self.work_dir = work_dir / setting.name
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +216,7 @@ class SettingRun:
         )
         self.evaluation = Evaluation(self.splits, setting.test_limit)
         self.result: dict[str, Any] = {
-            "benchmark": "quality",
+            "benchmark": self.benchmark,
             "command": command_line(),
             "machine": machine_info("cpu"),
             "quick": quick,
@@ -222,6 +228,13 @@ class SettingRun:
             },
             "runs": [],
         }
+
+
+class SettingRun(BenchRun):
+    benchmark = "quality"
+
+    def __init__(self, setting: QualitySetting, work_dir: Path, quick: bool) -> None:
+        super().__init__(setting, work_dir, quick)
         self.merged: dict[tuple[int, float], nn.Module] = {}
         self.specs: dict[tuple[int, float], JobSpec] = {}
 

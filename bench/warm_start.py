@@ -35,7 +35,7 @@ import argparse
 import copy
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from bench.common import RESULTS_DIR, command_line, machine_info, read_result, write_result
-from bench.quality import SWEEP, Evaluation, QualitySetting, drop_at, sweep
+from bench.common import RESULTS_DIR, read_result, write_result
+from bench.quality import SWEEP, BenchRun, QualitySetting, drop_at, sweep
 from core.catalog import default_recipe
-from core.data import load_dataset
 from core.factorize import eligible_layers, factorize, merge
 from core.lowrank import to_lowrank
 from core.measure import count_flops, count_params
 from core.models import build_model, default_exclude
-from core.pipeline import SPLIT_SEED
 from core.ranks import BudgetFamily, RankProblem
 from core.spec import TrainSpec
 from core.train import seed_everything, train_model
@@ -71,12 +69,28 @@ class WarmSetting:
     finetune_epochs: tuple[int, ...] = (1, 2, 4)
     factors: tuple[int, ...] = (2, 3)
     test_limit: int | None = None
+    from_scratch: bool = True  # also train LoRITa from scratch for the epochs paid
 
 
 def settings(quick: bool) -> list[WarmSetting]:
     if quick:
         return [WarmSetting("quick-fcn-digits", "fcn", "digits", 3, None, (1, 2), (3,))]
-    return [WarmSetting("fcn-mnist", "fcn", "mnist", 8, None)]
+    return [
+        WarmSetting("fcn-mnist", "fcn", "mnist", 8, None),
+        # Shortened for a CPU: 10,000 training images, N=3 and K in (1, 2) only, no
+        # from-scratch run; sweeps scored on 2,000 test images.
+        WarmSetting(
+            "resnet20-fashion",
+            "resnet20",
+            "fashion-mnist",
+            10,
+            10_000,
+            finetune_epochs=(1, 2),
+            factors=(3,),
+            test_limit=2000,
+            from_scratch=False,
+        ),
+    ]
 
 
 def _train_spec(fields: dict[str, Any], epochs: int, **overrides: Any) -> TrainSpec:
@@ -85,15 +99,11 @@ def _train_spec(fields: dict[str, Any], epochs: int, **overrides: Any) -> TrainS
     return TrainSpec(**values)
 
 
-class WarmRun:
+class WarmRun(BenchRun):
+    benchmark = "warm_start"
+
     def __init__(self, setting: WarmSetting, work_dir: Path, quick: bool) -> None:
-        self.setting = setting
-        self.work_dir = work_dir / setting.name
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.splits = load_dataset(
-            setting.dataset, val_fraction=0.1, seed=SPLIT_SEED, train_subset=setting.train_subset
-        )
-        self.evaluation = Evaluation(self.splits, setting.test_limit)
+        super().__init__(setting, work_dir, quick)
         info = self.splits
         self.shape = (info.num_classes, info.in_channels, info.image_size)
         self.input_shape = (info.in_channels, info.image_size, info.image_size)
@@ -103,21 +113,8 @@ class WarmRun:
         self.curve_setting = QualitySetting(
             setting.name, setting.arch, setting.dataset, 0, None, (), sweep=FINE_SWEEP
         )
-        self.result: dict[str, Any] = {
-            "benchmark": "warm_start",
-            "command": command_line(),
-            "machine": machine_info("cpu"),
-            "quick": quick,
-            "setting": asdict(setting),
-            "tolerances": list(TOLERANCES),
-            "recipes": {"from_scratch": self.scratch, "from_pretrained": self.warm},
-            "data": {
-                "train": len(self.splits.train),
-                "val": len(self.splits.val),
-                "test_scored": self.evaluation.test.count,
-            },
-            "runs": [],
-        }
+        self.result["tolerances"] = list(TOLERANCES)
+        self.result["recipes"] = {"from_scratch": self.scratch, "from_pretrained": self.warm}
 
     def save(self) -> None:
         # A smoke run's numbers mean nothing: they stay beside its cache.
@@ -288,7 +285,8 @@ def run_setting(setting: WarmSetting, work_dir: Path, quick: bool) -> dict[str, 
         if factor != largest:
             for epochs in setting.finetune_epochs:
                 run.warm_lorita(pretrained, factor, epochs)
-    run.from_scratch(largest)
+    if setting.from_scratch:
+        run.from_scratch(largest)
     return run.result
 
 
@@ -380,18 +378,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run on digits")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "warm")
+    parser.add_argument("--only", help="run one setting, by name (fcn-mnist, resnet20-fashion)")
     parser.add_argument("--train-subset", type=int, help="train on this many images only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--table", action="store_true", help="print the results as markdown")
     args = parser.parse_args(argv)
     if args.table:
         for setting in settings(args.quick):
+            if args.only and setting.name != args.only:
+                continue
             result = read_result(f"warm_start_{setting.name}")
             print(markdown_table(result))
             print(plot(result, RESULTS_DIR / f"warm_start_{setting.name}.png"))
         return 0
     torch.set_num_threads(args.threads)
     for setting in settings(args.quick):
+        if args.only and setting.name != args.only:
+            continue
         if args.train_subset:
             setting.train_subset = args.train_subset
         run_setting(setting, args.work_dir, args.quick)
