@@ -45,11 +45,13 @@ from torch import nn
 
 from bench.common import RESULTS_DIR, read_result, write_result
 from bench.quality import SWEEP, BenchRun, QualitySetting, drop_at, sweep
-from core.catalog import default_recipe
+from core.catalog import default_finetune_epochs, default_recipe
 from core.factorize import eligible_layers, factorize, merge
 from core.lowrank import to_lowrank
 from core.measure import count_flops, count_params
 from core.models import build_model, default_exclude
+from core.peers.compare import finetune_recipe
+from core.pipeline import FINETUNE_LR_SCALE
 from core.ranks import BudgetFamily, RankProblem
 from core.spec import TrainSpec
 from core.train import seed_everything, train_model
@@ -148,6 +150,7 @@ class WarmRun(BenchRun):
             train_s = self._train(model, recipe, "pretrain", "pretrain")
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
         model.eval()
+        self.flops = count_flops(model, self.input_shape)
         reference = self.evaluation.score(model)
         self.result["pretrained"] = {
             "epochs": self.setting.pretrain_epochs,
@@ -209,6 +212,64 @@ class WarmRun(BenchRun):
         train_s = self._train(model, recipe, "lorita", f"warm_n{factor}_k{epochs}")
         paid = self.setting.pretrain_epochs + epochs
         self.record("warm LoRITa", factor, epochs, paid, merge(model), {"train_s": train_s})
+
+    def warm_then_finetune(self, pretrained: nn.Module, factor: int, epochs: int) -> None:
+        """What a job with the user's weights does, for `epochs` in all: the warm start
+        for epochs - F, truncation, then F epochs of the job's fine-tuning (F = the
+        family's default for a warm start, the job's fine-tune learning rate). The
+        truncated shares are those the warm model reached at 0.5, 1 and 1.5 points on
+        validation (a job picks one such point; fine-tuning then recovers part of it)."""
+        finetune = default_finetune_epochs(self.setting.arch, pretrained=True)
+        warm_epochs = epochs - finetune
+        if finetune < 1 or warm_epochs < 1:
+            return
+        model = factorize(pretrained, factor, exclude=self.exclude, init="pretrained").train()
+        self._train(
+            model, _train_spec(self.warm, warm_epochs), "lorita", f"warm_n{factor}_k{warm_epochs}"
+        )
+        merged = merge(model).eval()
+        names = eligible_layers(merged, exclude=self.exclude)
+        curve, problem, family = sweep(
+            merged, names, self.input_shape, self.curve_setting, self.evaluation
+        )
+        reference = self.result["pretrained"]
+        recipe = finetune_recipe(_train_spec(self.warm, finetune), finetune, FINETUNE_LR_SCALE)
+        points, seen, train_s = [], set(), 0.0
+        for tolerance in (0.005, 0.01, 0.015):
+            point = drop_at(curve, reference["val_accuracy"] - tolerance, "val_accuracy")
+            if point is None:
+                continue
+            removed = family.removals_for(point["params_kept"])
+            if removed in seen:
+                continue
+            seen.add(removed)
+            lowrank = to_lowrank(copy.deepcopy(merged), family.ranks_after(removed))
+            started = time.monotonic()
+            seed_everything(0)
+            train_model(lowrank, self.splits, recipe, device="cpu", run="finetune")
+            train_s += time.monotonic() - started
+            points.append(
+                {
+                    "share": point["params_kept"],
+                    "params_kept": count_params(lowrank) / reference["params"],
+                    "flops_kept": count_flops(lowrank, self.input_shape) / self.flops,
+                    "before_finetune": {k: point[k] for k in ("val_accuracy", "test_accuracy")},
+                    **self.evaluation.score(lowrank.eval()),
+                }
+            )
+        points.append({"share": 1.0, "params_kept": 1.0, "flops_kept": 1.0, **curve[0]})
+        self._add(
+            {
+                "method": "warm LoRITa + fine-tuning",
+                "factor": factor,
+                "finetune_epochs": epochs,
+                "warm_epochs": warm_epochs,
+                "epochs_paid": self.setting.pretrain_epochs + epochs,
+                "train_s": train_s,
+                "uncompressed": {k: curve[0][k] for k in ("val_accuracy", "test_accuracy")},
+                "curve": points,
+            }
+        )
 
     def truncate_and_finetune(self, pretrained: nn.Module, epochs: int) -> None:
         """The trained model truncated at the shares warm N=3 reached, then fine-tuned."""
@@ -280,6 +341,7 @@ def run_setting(setting: WarmSetting, work_dir: Path, quick: bool) -> dict[str, 
     largest = max(setting.factors)
     for epochs in setting.finetune_epochs:
         run.warm_lorita(pretrained, largest, epochs)
+        run.warm_then_finetune(pretrained, largest, epochs)
         run.truncate_and_finetune(pretrained, epochs)
     for factor in setting.factors:
         if factor != largest:
@@ -337,6 +399,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         "plain truncation": "tab:gray",
         "N=1 truncation + fine-tuning": "tab:green",
         "warm LoRITa": "tab:red",
+        "warm LoRITa + fine-tuning": "tab:orange",
         "LoRITa from scratch": "tab:purple",
     }
     styles = {0: ":", 1: "--", 2: "-.", 4: "-"}

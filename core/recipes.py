@@ -85,7 +85,11 @@ def resolve_spec(spec: JobSpec, info: Any, *, device: str | None = None) -> JobS
     compress = spec.compress
     if compress.finetune_epochs is None:
         compress = compress.model_copy(
-            update={"finetune_epochs": default_finetune_epochs(spec.model.arch)}
+            update={
+                "finetune_epochs": default_finetune_epochs(
+                    spec.model.arch, pretrained=starts_from_weights(spec)
+                )
+            }
         )
     return spec.model_copy(update={"model": model, "train": train, "compress": compress}, deep=True)
 

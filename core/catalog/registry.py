@@ -66,6 +66,8 @@ class Family:
     channels_last: convolutions gain from the NHWC memory layout on CUDA.
     finetune_epochs: epochs the compressed model is fine-tuned after truncation when the
       job does not say (compress.finetune_epochs), where the bench shows it pays.
+    pretrained_finetune_epochs: the same for a job that starts from the user's weights
+      (None: as from scratch).
     """
 
     name: str
@@ -74,11 +76,17 @@ class Family:
     channels_last: bool = False
     pretrained_recipe: Recipe | None = None
     finetune_epochs: int = 0
+    pretrained_finetune_epochs: int | None = None
 
     def recipe_for(self, *, pretrained: bool = False) -> Recipe:
         if not pretrained:
             return self.recipe
         return self.pretrained_recipe or fine_tune_recipe(self.recipe)
+
+    def finetune_epochs_for(self, *, pretrained: bool = False) -> int:
+        if pretrained and self.pretrained_finetune_epochs is not None:
+            return self.pretrained_finetune_epochs
+        return self.finetune_epochs
 
 
 @dataclass(frozen=True)

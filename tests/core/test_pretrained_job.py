@@ -65,7 +65,9 @@ def test_a_job_from_weights_reports_the_uploaded_model(trained_fcn, digits, tmp_
     assert set(plain.ranks) == set(result.ranks)
     # The warm start fine-tunes with the "from pretrained" recipe, and says so.
     assert result.recipe.name == "from pretrained"
-    assert (result.recipe.optimizer, result.recipe.weight_decay) == ("adamw", 0.1)
+    assert (result.recipe.optimizer, result.recipe.weight_decay) == ("adamw", 1.0)
+    # ... and its family's fine-tuning after truncation for a warm start (one epoch).
+    assert result.spec["compress"]["finetune_epochs"] == 1
     assert result.spec["model"]["weights"] == str(path)
     dumped = result.model_dump(mode="json")
     assert dumped["pretrained"]["plain_truncation"]["accuracy"] == plain.accuracy

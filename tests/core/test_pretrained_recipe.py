@@ -3,7 +3,7 @@ briefly at a low learning rate, with the weight decay that drives LoRITa."""
 
 import pytest
 
-from core.catalog import REGISTRY, Family, Recipe, default_recipe
+from core.catalog import REGISTRY, Family, Recipe, default_finetune_epochs, default_recipe
 from core.catalog.registry import ArchRegistry, fine_tune_recipe
 
 SCRATCH = Recipe(30, 5e-4, 128, "sgd", 0.05, 0.9, "cosine", 0.1)
@@ -11,8 +11,16 @@ SCRATCH = Recipe(30, 5e-4, 128, "sgd", 0.05, 0.9, "cosine", 0.1)
 
 def test_the_fcn_warm_start_is_the_measured_one():
     recipe = REGISTRY.recipe_for("fcn", pretrained=True)
-    assert (recipe.epochs, recipe.optimizer, recipe.weight_decay) == (4, "adamw", 0.1)
-    assert 1e-4 <= recipe.lr <= 3e-4
+    assert (recipe.epochs, recipe.optimizer, recipe.weight_decay, recipe.lr) == (
+        3,
+        "adamw",
+        1.0,
+        5e-4,
+    )
+    # Then one epoch of fine-tuning after truncation (three from scratch).
+    assert default_finetune_epochs("fcn", pretrained=True) == 1
+    assert default_finetune_epochs("fcn") == 3
+    assert default_finetune_epochs("resnet20", pretrained=True) == 0
     assert REGISTRY.recipe_for("fcn") == REGISTRY.recipe_of("fcn")  # scratch is unchanged
 
 
