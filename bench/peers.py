@@ -18,8 +18,10 @@ on the CPU at batch 1 and 64 in interleaved rounds.
 
     python -m bench.peers --setting resnet20-fashion --n1 RUN_N1 --n3 RUN_N3 --target flops
     python -m bench.peers --setting fcn-mnist --train --arch fcn --dataset mnist --epochs 8
+    python -m bench.peers --setting resnet20-fashion --plot
 
-Results: bench/results/peers_<setting>.json; `table(payload)` renders them as Markdown.
+Results: bench/results/peers_<setting>.json; `table(payload)` renders them as Markdown,
+and `--plot` redraws bench/results/peers_<setting>.png from that file (and prints the table).
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from bench.common import command_line, machine_info, most_compressed_point, write_result
+from bench.common import (
+    RESULTS_DIR,
+    command_line,
+    machine_info,
+    most_compressed_point,
+    read_result,
+    write_result,
+)
 from core.factorize import eligible_layers
 from core.measure import count_flops, count_params, evaluate
 from core.peers.compare import cpu_latencies, finetune_recipe, truncate_to_share
@@ -57,6 +66,17 @@ METHODS = {
     "n3_trunc": "LoRITa N=3 + truncation",
     "n3_trunc_ft": "LoRITa N=3 + truncation + fine-tune",
 }
+# Peers dashed, LoRITa solid; one color per method.
+METHOD_STYLES = {
+    "n1_trunc": ("tab:blue", "--"),
+    "n1_trunc_ft": ("tab:orange", "--"),
+    "pruning": ("tab:brown", "--"),
+    "pruning_ft": ("tab:green", "--"),
+    "n3_trunc": ("tab:red", "-"),
+    "n3_trunc_ft": ("tab:purple", "-"),
+}
+# The accuracy band drawn: from this many points below the N=1 reference to the top.
+PLOT_DEPTH_POINTS = 12.0
 
 
 # ------------------------------------------------------------------ inputs
@@ -267,9 +287,89 @@ def table(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _epochs(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
+def _plot_title(payload: dict[str, Any]) -> str:
+    epochs = payload["epochs"]
+    trained = (
+        _epochs(epochs["n1"])
+        if epochs["n1"] == epochs["n3"]
+        else f"N=1 {epochs['n1']} / N=3 {_epochs(epochs['n3'])}"
+    )
+    machine = payload["machine"]
+    device = machine["device"] + (f", {machine['gpu']}" if machine.get("gpu") else "")
+    return (
+        f"{payload['arch']} on {payload['dataset']}: {trained}, "
+        f"fine-tune {_epochs(payload['finetune_epochs'])} ({device})"
+    )
+
+
+def plot(payload: dict[str, Any], path: Path) -> Path:
+    """Test accuracy against the FLOPs and the params kept, one line per method, with
+    the N=1 reference and the 0.5 / 1 point tolerance lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference = 100 * payload["reference_test_accuracy"]["n1"]
+    bottom = reference - PLOT_DEPTH_POINTS
+    top = max(
+        [reference]
+        + [100 * point["test_accuracy"] for curve in payload["curves"].values() for point in curve]
+    )
+    axis_labels = {"flops_kept": "FLOPs kept", "params_kept": "params kept"}
+    # The grid's own axis (--target) first.
+    keys = sorted(axis_labels, key=lambda key: key != f"{payload['target']}_kept")
+    figure, axes = plt.subplots(1, len(keys), figsize=(12, 5.6), sharey=True)
+    for axis, key in zip(axes, keys, strict=True):
+        for name, curve in payload["curves"].items():
+            points = sorted(curve, key=lambda point: point[key])
+            accuracies = [100 * point["test_accuracy"] for point in points]
+            color, style = METHOD_STYLES.get(name, ("black", ":"))
+            label = METHODS.get(name, name)
+            if max(accuracies) < bottom:
+                label += f" (below the range: {max(accuracies):.1f}% and less)"
+            axis.plot(
+                [point[key] for point in points],
+                accuracies,
+                style,
+                marker="o",
+                color=color,
+                label=label,
+            )
+        for tol, line in zip((0.0, *TOLERANCES), ("-", ":", "-."), strict=True):
+            axis.axhline(
+                reference - 100 * tol,
+                color="black",
+                linestyle=line,
+                linewidth=0.8,
+                label="N=1 uncompressed" + (f" - {100 * tol:g} pt" if tol else ""),
+            )
+        axis.set_ylim(bottom, top + 0.5)
+        axis.set_xlabel(f"{axis_labels[key]} (share, measured)")
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    # Below the panels, so that it hides no point whatever the curves do.
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.suptitle(_plot_title(payload))
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--setting", required=True, help="name of the result file: peers_SETTING.json")
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="draw peers_SETTING.png from the saved peers_SETTING.json and print its table",
+    )
     p.add_argument("--n1", type=Path, help="folder of the trained N=1 run")
     p.add_argument("--n3", type=Path, help="folder of the trained N=3 run")
     p.add_argument("--train", action="store_true", help="train both runs first (short settings)")
@@ -291,13 +391,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--results-dir", type=Path, help="default bench/results")
     args = p.parse_args(argv)
-    if not args.train and (args.n1 is None or args.n3 is None):
-        p.error("give --n1 and --n3 run folders, or --train")
+    if not args.plot and not args.train and (args.n1 is None or args.n3 is None):
+        p.error("give --n1 and --n3 run folders, or --train, or --plot")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot:
+        name = f"peers_{args.setting}"
+        payload = read_result(name, args.results_dir)
+        if payload is None:
+            raise SystemExit(f"no {name}.json in the results folder: run the benchmark first")
+        print(table(payload))
+        path = plot(payload, (args.results_dir or RESULTS_DIR) / f"{name}.png")
+        print(f"\ndrawn to {path}", file=sys.stderr)
+        return 0
     if args.train:
         work = args.work_dir or Path(tempfile.mkdtemp(prefix="peers-"))
         args.n1, args.n3 = train_runs(args, work)
