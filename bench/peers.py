@@ -48,7 +48,8 @@ from bench.common import (
 )
 from core.factorize import eligible_layers
 from core.measure import count_flops, count_params, evaluate
-from core.peers.compare import cpu_latencies, finetune_recipe, truncate_to_share
+from core.peers.compare import finetune_recipe, truncate_to_share
+from core.peers.latency import cpu_latencies
 from core.peers.pruning import prune_to_budget
 from core.pipeline import FINETUNE_LR_SCALE, SPLIT_SEED
 from core.spec import JobSpec

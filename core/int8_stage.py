@@ -36,8 +36,9 @@ import torch
 from torch import nn
 
 from core.errors import LoritaError
-from core.export import ONNX_FILE, export_onnx, read_onnx_metadata
+from core.export import ONNX_FILE
 from core.onnx_eval import file_size, interleaved_latency_ms, make_session, onnx_accuracy
+from core.onnx_export import export_onnx, read_onnx_metadata
 from core.preprocess import raw_arrays, with_raw_input
 from core.quantize import DEFAULT_CALIBRATION, INT8_FILE, quantize_int8
 from core.result import (

@@ -17,10 +17,10 @@ from core.export import (
     LOWRANK_META,
     MODEL_CARD_FILE,
     ONNX_FILE,
-    ONNX_INPUT,
     REPORT_FILE,
 )
 from core.int8_card import INT8_FILE_NOTE, int8_card_lines
+from core.onnx_export import ONNX_INPUT
 from core.quantize import INT8_FILE
 from core.result import InputContract, Result
 

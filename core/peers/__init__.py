@@ -4,7 +4,7 @@
   graph, to a requested share of the dense model's parameters or FLOPs.
 
 - compare (imported on its own: it trains): the job's comparisons run from one N=1
-  model, their CPU latency beside LoRITa's, and the verdict.
+  model; latency: their CPU latency beside LoRITa's; verdict: which one is best.
 
 Fine-tuning a peer's model needs nothing special: `core.train.train_model` trains any
 plain module, a pruned one included.

@@ -10,15 +10,12 @@ Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs 
 same reduced learning rate); when that is 0 the peers get 1 epoch, and say so, since a
 pruned network without any fine-tuning is not what anyone would ship.
 
-Latency is measured on the CPU at batch 1 and 64 for every model, LoRITa's included, in
-interleaved rounds: the pruned model is dense and narrower, the low-rank model has two
-layers per truncated layer, and only measuring tells which runs faster.
+Every model's CPU latency is measured side by side (core.peers.latency) and the verdict
+picks the best small model (core.peers.verdict).
 """
 
 from __future__ import annotations
 
-import copy
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,24 +25,15 @@ from torch import nn
 
 from core.events import EventSink, StopCheck, ignore_event, never_stop
 from core.lowrank import to_lowrank
-from core.measure import count_flops, count_params, evaluate, measure_latency_ms
+from core.measure import count_flops, count_params, evaluate
+from core.peers.latency import as_cpu_latency, cpu_latencies
 from core.peers.pruning import PruningError, prune_to_budget
+from core.peers.verdict import decide
 from core.ranks import BudgetFamily, RankProblem
-from core.result import ComparisonBlock, CpuLatency, Verdict, VerdictEntry
+from core.result import ComparisonBlock, CpuLatency, Verdict
 from core.spec import CompressSpec, TrainSpec
 from core.train import train_model
 
-LABELS = {
-    "lorita": "LoRITa",
-    "plain": "plain N=1, truncated",
-    "plain+finetune": "plain N=1, truncated + fine-tune",
-    "pruning": "Torch-Pruning + fine-tune",
-}
-LATENCY_BATCHES = (1, 64)
-LATENCY_ROUNDS = 3
-# Sizes within this relative distance count as "the same size" in the verdict (a
-# truncation or a pruning step cannot hit a share exactly).
-EQUAL_SIZE = 0.05
 # Fine-tuning epochs of the peers when the job fine-tunes LoRITa's model for none.
 DEFAULT_PEER_FINETUNE_EPOCHS = 1
 
@@ -80,13 +68,6 @@ class Outcome:
 
 
 # ------------------------------------------------------------------ building blocks
-
-
-def size_share(model: nn.Module, reference: nn.Module, input_shape, target: str) -> float:
-    """`model`'s params (or FLOPs) as a share of `reference`'s."""
-    if target == "flops":
-        return count_flops(model, input_shape) / max(count_flops(reference, input_shape), 1)
-    return count_params(model) / max(count_params(reference), 1)
 
 
 def truncate_to_share(
@@ -132,110 +113,6 @@ def finetune(
     )
     model.eval()
     return history
-
-
-def cpu_latencies(
-    models: dict[str, nn.Module],
-    input_shape: Sequence[int],
-    batches: Sequence[int] = LATENCY_BATCHES,
-    rounds: int = LATENCY_ROUNDS,
-) -> dict[str, dict[int, float]]:
-    """Median milliseconds per forward pass on the CPU of each model at each batch size.
-
-    The models take turns within every round (and the order rotates between rounds), so
-    a moment when the machine is busy slows all of them, not one."""
-    on_cpu = {name: copy.deepcopy(model).cpu().float().eval() for name, model in models.items()}
-    times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in batches} for name in on_cpu}
-    order = list(on_cpu)
-    for round_index in range(rounds):
-        shift = round_index % max(len(order), 1)
-        for name in order[shift:] + order[:shift]:
-            for batch in batches:
-                # Large batches are slow on a CPU: fewer passes, the rounds add the rest.
-                repeats = None if batch == 1 else 3
-                times[name][batch].append(
-                    measure_latency_ms(
-                        on_cpu[name],
-                        input_shape,
-                        device="cpu",
-                        batch_size=batch,
-                        repeats=repeats,
-                        warmup=2 if batch == 1 else 1,
-                        time_budget_s=0.15,
-                    )
-                )
-    return {
-        name: {b: statistics.median(values) for b, values in by_batch.items()}
-        for name, by_batch in times.items()
-    }
-
-
-def _latency(times: dict[str, dict[int, float]], before: str, after: str) -> CpuLatency:
-    return CpuLatency(
-        batch_1={"uncompressed": times[before][1], "compressed": times[after][1]},
-        batch_64={"uncompressed": times[before][64], "compressed": times[after][64]},
-    )
-
-
-# ------------------------------------------------------------------ the verdict
-
-
-def decide(
-    entries: list[dict[str, Any]], reference_accuracy: float, tolerance: float, target: str
-) -> Verdict:
-    """The best method at the tolerance: the smallest model whose test accuracy is within
-    `tolerance` of the plain N=1 model's (the most accurate among equal sizes); when none
-    is, the most accurate one."""
-    standings = [
-        VerdictEntry(
-            method=e["method"],
-            accuracy=e["accuracy"],
-            kept=e["kept"],
-            within_tolerance=e["accuracy"] >= reference_accuracy - tolerance - 1e-12,
-        )
-        for e in entries
-    ]
-    within = [s for s in standings if s.within_tolerance]
-    if within:
-        smallest = min(s.kept for s in within)
-        same_size = [s for s in within if s.kept <= smallest * (1 + EQUAL_SIZE)]
-        best = max(same_size, key=lambda s: (s.accuracy, -s.kept))
-        criterion = "smallest_within_tolerance"
-    else:
-        best = max(standings, key=lambda s: (s.accuracy, -s.kept))
-        criterion = "most_accurate"
-    return Verdict(
-        best=best.method,
-        criterion=criterion,
-        target=target,
-        tolerance=tolerance,
-        reference_accuracy=reference_accuracy,
-        standings=standings,
-        sentence=_sentence(best, standings, criterion, reference_accuracy, tolerance, target),
-    )
-
-
-def _sentence(best, standings, criterion, reference, tolerance, target) -> str:
-    what = "params" if target == "params" else "FLOPs"
-
-    def told(s: VerdictEntry) -> str:
-        return f"{LABELS.get(s.method, s.method)} {100 * s.accuracy:.2f}% at {100 * s.kept:.1f}%"
-
-    others = "; ".join(told(s) for s in standings if s is not best)
-    if criterion == "smallest_within_tolerance":
-        head = (
-            f"{LABELS.get(best.method, best.method)} is best: {100 * best.accuracy:.2f}% test "
-            f"accuracy at {100 * best.kept:.1f}% of the {what}, within "
-            f"{100 * tolerance:.2f} pts of the plain N=1 model ({100 * reference:.2f}%)"
-        )
-    else:
-        head = (
-            f"no method stays within {100 * tolerance:.2f} pts of the plain N=1 model "
-            f"({100 * reference:.2f}%); the most accurate is "
-            f"{LABELS.get(best.method, best.method)}: {100 * best.accuracy:.2f}% at "
-            f"{100 * best.kept:.1f}% of the {what}"
-        )
-    return f"{head}. Others: {others}." if others else f"{head}."
 
 
 # ------------------------------------------------------------------ the job's comparisons
@@ -381,7 +258,7 @@ def run_comparisons(
     for method, values in partial.items():
         model = models[method]
         params, flops = count_params(model), count_flops(model, shape)
-        latency = _latency(times, "n1", method)
+        latency = as_cpu_latency(times, "n1", method)
         blocks[method] = ComparisonBlock(
             method=method,
             accuracy={"uncompressed": plain_accuracy, "compressed": values.pop("accuracy")},
@@ -412,7 +289,7 @@ def run_comparisons(
     return Outcome(
         blocks=blocks,
         skipped=skipped,
-        lorita_latency=_latency(times, "lorita:dense", "lorita"),
+        lorita_latency=as_cpu_latency(times, "lorita:dense", "lorita"),
         verdict=verdict,
         models=models,
     )

@@ -14,13 +14,13 @@ from core.export import (
     load_dense,
     load_lowrank,
     read_input_contract,
-    read_onnx_metadata,
     save_artifacts,
 )
 from core.factorize import eligible_layers
 from core.lowrank import pays_off, to_lowrank, truncate, weight_matrix
 from core.measure import count_flops, count_params
 from core.models import build_model
+from core.onnx_export import read_onnx_metadata
 from core.preprocess import RawInputModel
 from core.result import InputContract
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from core.export import export_onnx, verify_onnx
 from core.factorize import factorize
 from core.measure import count_flops, count_params, evaluate
 from core.models import build_model
+from core.onnx_export import export_onnx, verify_onnx
 from core.peers import PruningError, prune_to_budget
 from core.peers.shortcuts import ChannelScatterShortcut, from_traceable, to_traceable
 from core.train import seed_everything, train_model

@@ -11,10 +11,10 @@ import torch
 from onnx import numpy_helper
 
 from core.data import load_dataset
-from core.export import export_onnx
 from core.lowrank import to_lowrank
 from core.models import build_model
 from core.onnx_eval import file_size, interleaved_latency_ms, onnx_accuracy
+from core.onnx_export import export_onnx
 from core.quantize import (
     FIRST_LAST,
     ArrayCalibrationReader,

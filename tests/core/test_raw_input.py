@@ -21,8 +21,8 @@ from core.export import (
     load_dense,
     load_lowrank,
     read_input_contract,
-    read_onnx_metadata,
 )
+from core.onnx_export import read_onnx_metadata
 from core.paths import default_data_dir
 from core.pipeline import run_job
 from core.result import InputContract, Result

@@ -11,10 +11,10 @@ from torch import nn
 from core.catalog import REGISTRY, default_recipe
 from core.catalog.timm_names import TIMM_MODELS, TIMM_VERSION
 from core.errors import SpecError
-from core.export import export_onnx
 from core.factorize import composed_layers, eligible_layers, factorize, merge
 from core.lowrank import lowrank_structure, to_lowrank, truncate, weight_matrix
 from core.models import build_model
+from core.onnx_export import export_onnx
 
 SIZE, CLASSES = 32, 7
 

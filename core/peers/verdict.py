@@ -1,0 +1,75 @@
+"""The verdict of a job's comparisons: which small model is best at the tolerance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.result import Verdict, VerdictEntry
+
+LABELS = {
+    "lorita": "LoRITa",
+    "plain": "plain N=1, truncated",
+    "plain+finetune": "plain N=1, truncated + fine-tune",
+    "pruning": "Torch-Pruning + fine-tune",
+}
+# Sizes within this relative distance count as "the same size" in the verdict (a
+# truncation or a pruning step cannot hit a share exactly).
+EQUAL_SIZE = 0.05
+
+
+def decide(
+    entries: list[dict[str, Any]], reference_accuracy: float, tolerance: float, target: str
+) -> Verdict:
+    """The best method at the tolerance: the smallest model whose test accuracy is within
+    `tolerance` of the plain N=1 model's (the most accurate among equal sizes); when none
+    is, the most accurate one."""
+    standings = [
+        VerdictEntry(
+            method=e["method"],
+            accuracy=e["accuracy"],
+            kept=e["kept"],
+            within_tolerance=e["accuracy"] >= reference_accuracy - tolerance - 1e-12,
+        )
+        for e in entries
+    ]
+    within = [s for s in standings if s.within_tolerance]
+    if within:
+        smallest = min(s.kept for s in within)
+        same_size = [s for s in within if s.kept <= smallest * (1 + EQUAL_SIZE)]
+        best = max(same_size, key=lambda s: (s.accuracy, -s.kept))
+        criterion = "smallest_within_tolerance"
+    else:
+        best = max(standings, key=lambda s: (s.accuracy, -s.kept))
+        criterion = "most_accurate"
+    return Verdict(
+        best=best.method,
+        criterion=criterion,
+        target=target,
+        tolerance=tolerance,
+        reference_accuracy=reference_accuracy,
+        standings=standings,
+        sentence=_sentence(best, standings, criterion, reference_accuracy, tolerance, target),
+    )
+
+
+def _sentence(best, standings, criterion, reference, tolerance, target) -> str:
+    what = "params" if target == "params" else "FLOPs"
+
+    def told(s: VerdictEntry) -> str:
+        return f"{LABELS.get(s.method, s.method)} {100 * s.accuracy:.2f}% at {100 * s.kept:.1f}%"
+
+    others = "; ".join(told(s) for s in standings if s is not best)
+    if criterion == "smallest_within_tolerance":
+        head = (
+            f"{LABELS.get(best.method, best.method)} is best: {100 * best.accuracy:.2f}% test "
+            f"accuracy at {100 * best.kept:.1f}% of the {what}, within "
+            f"{100 * tolerance:.2f} pts of the plain N=1 model ({100 * reference:.2f}%)"
+        )
+    else:
+        head = (
+            f"no method stays within {100 * tolerance:.2f} pts of the plain N=1 model "
+            f"({100 * reference:.2f}%); the most accurate is "
+            f"{LABELS.get(best.method, best.method)}: {100 * best.accuracy:.2f}% at "
+            f"{100 * best.kept:.1f}% of the {what}"
+        )
+    return f"{head}. Others: {others}." if others else f"{head}."
