@@ -8,7 +8,8 @@ from collections.abc import Callable
 from core.result import Result
 
 
-def _share(before: float, after: float) -> str:
+def relative_change(before: float, after: float) -> str:
+    """`after` against `before` in percent, signed ("-89.4%")."""
     return f"{100 * (after - before) / before:+.1f}%" if before else "n/a"
 
 
@@ -22,11 +23,11 @@ def baseline_lines(result: Result) -> list[str]:
         f"baseline (plain N=1 model): test accuracy {100 * base.accuracy.uncompressed:.2f}%, "
         f"{base.params.uncompressed:,} parameters",
         f"  LoRITa compressed against it: {100 * gap:+.2f} pts test accuracy, "
-        f"{_share(base.params.uncompressed, result.params.compressed)} parameters, "
-        f"{_share(base.flops.uncompressed, result.flops.compressed)} FLOPs",
+        f"{relative_change(base.params.uncompressed, result.params.compressed)} parameters, "
+        f"{relative_change(base.flops.uncompressed, result.flops.compressed)} FLOPs",
         f"  the N=1 model compressed the same way: {100 * base.accuracy.compressed:.2f}%, "
         f"{base.params.compressed:,} parameters "
-        f"({_share(base.params.uncompressed, base.params.compressed)})",
+        f"({relative_change(base.params.uncompressed, base.params.compressed)})",
     ]
 
 

@@ -10,12 +10,13 @@ import pytest
 from torch import nn
 
 from core.peers import PruningError, prune_to_budget
-from core.peers.compare import decide, peer_finetune_epochs
+from core.peers.compare import peer_finetune_epochs
+from core.peers.verdict import decide
 from core.pipeline import run_job
 from core.result import Result
 from core.spec import CompressSpec, JobSpec
-from lorita.cli import _comparison_list
 from lorita.comparison_table import format_comparisons
+from lorita.compress_command import _comparison_list
 
 EPOCHS = 3
 ALL = ["plain", "plain+finetune", "pruning"]

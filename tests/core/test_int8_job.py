@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from core.export import ONNX_FILE, REPORT_FILE, read_onnx_metadata
+from core.export import ONNX_FILE, REPORT_FILE
 from core.int8_stage import CALIBRATION_SAMPLES, OVER_TOLERANCE, int8_warnings
+from core.onnx_export import read_onnx_metadata
 from core.quantize import INT8_FILE, quantization_info
 from core.result import Result
 from core.spec import JobSpec
@@ -143,7 +144,9 @@ def test_model_card_lists_the_int8_model(job):
 
 
 def test_cli_flag_and_table_row(job, tmp_path):
-    from lorita.cli import _spec_from_args, build_parser, format_table
+    from lorita.cli import build_parser
+    from lorita.compress_command import _spec_from_args
+    from lorita.report_table import format_table
 
     args = build_parser().parse_args(
         ["compress", "--arch", "fcn", "--dataset", "digits", "--quantize", "int8"]
