@@ -9,7 +9,7 @@ test split stays unseen until the int8 model is measured.
 Layers that quantize badly can stay in float (`keep_float`, e.g. FIRST_LAST: the
 first layer sees the raw input, the last writes the logits). By default every layer
 is quantized: on the FCN (MNIST) and ResNet-20 (Fashion-MNIST) of bench/int8.py the
-fully quantized model was as accurate as with first/last kept float (within 0.2
+fully quantized model was as accurate as with first/last kept float (within 0.4
 points on validation) and smaller (FCN 103 KB instead of 163 KB).
 
 Weights use 7 of the 8 bits ([-64, 64], onnxruntime's `reduce_range`). On an x86
