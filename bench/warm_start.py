@@ -54,7 +54,7 @@ from core.peers.compare import finetune_recipe
 from core.pipeline import FINETUNE_LR_SCALE
 from core.ranks import BudgetFamily, RankProblem
 from core.spec import TrainSpec
-from core.train import seed_everything, train_model
+from core.train import Distillation, seed_everything, train_model
 
 TOLERANCES = (0.001, 0.0015, 0.005, 0.01)
 # A finer sweep at the small shares where a warm-started FCN ends up.
@@ -235,7 +235,9 @@ class WarmRun(BenchRun):
         reference = self.result["pretrained"]
         recipe = finetune_recipe(_train_spec(self.warm, finetune), finetune, FINETUNE_LR_SCALE)
         points, seen, train_s = [], set(), 0.0
-        for tolerance in (0.005, 0.01, 0.015):
+        # The job distils from the user's model (compress.distill), so deeper cuts recover.
+        teacher = Distillation(pretrained)
+        for tolerance in (0.005, 0.01, 0.015, 0.02, 0.03):
             point = drop_at(curve, reference["val_accuracy"] - tolerance, "val_accuracy")
             if point is None:
                 continue
@@ -246,7 +248,7 @@ class WarmRun(BenchRun):
             lowrank = to_lowrank(copy.deepcopy(merged), family.ranks_after(removed))
             started = time.monotonic()
             seed_everything(0)
-            train_model(lowrank, self.splits, recipe, device="cpu", run="finetune")
+            train_model(lowrank, self.splits, recipe, device="cpu", run="finetune", teacher=teacher)
             train_s += time.monotonic() - started
             points.append(
                 {
@@ -280,6 +282,7 @@ class WarmRun(BenchRun):
         flops = count_flops(pretrained, self.input_shape)
         recipe = _train_spec(self.warm, epochs, weight_decay=self.scratch["weight_decay"])
         points, seen, train_s = [], set(), 0.0
+        teacher = Distillation(pretrained)
         for share in self._shares(epochs):
             removed = family.removals_for(share)
             if removed in seen:
@@ -288,7 +291,8 @@ class WarmRun(BenchRun):
             lowrank = to_lowrank(copy.deepcopy(pretrained), family.ranks_after(removed))
             before = self.evaluation.score(lowrank.eval())
             started = time.monotonic()
-            train_model(lowrank, self.splits, recipe, device="cpu", run="finetune")
+            # Distilled from the model itself, as the job's plain+finetune peer is.
+            train_model(lowrank, self.splits, recipe, device="cpu", run="finetune", teacher=teacher)
             train_s += time.monotonic() - started
             points.append(
                 {

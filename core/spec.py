@@ -180,6 +180,13 @@ class CompressSpec(_Strict):
         description="Epochs of fine-tuning of the compressed model after truncation "
         "(default: the architecture family's; 3 for the FCN, 0 for the others).",
     )
+    distill: bool = Field(
+        True,
+        description="Fine-tuning after truncation also matches the uncompressed model's "
+        "outputs (knowledge distillation): your own model when the job starts from your "
+        "weights, else the model before truncation. The comparisons' fine-tuning distils "
+        "from the N=1 model the same way.",
+    )
     quantize: Quantize = Field(
         "none",
         description="int8: also write model.int8.onnx, the compressed model quantized to 8 "

@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,34 @@ def _restore_rng(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+@dataclass
+class Distillation:
+    """Knowledge distillation from `model`: the loss becomes
+    (1 - weight) * cross-entropy + weight * T^2 * KL(teacher || student) at temperature T.
+
+    Why: a truncated or warm-started model is close to a model that already computes the
+    right function; its soft outputs carry far more per sample than the label, so a few
+    epochs of matching them recover more than the labels alone (Hinton et al. 2015).
+    """
+
+    model: nn.Module
+    weight: float = 0.9
+    temperature: float = 4.0
+
+    def blend(self, loss: Tensor, logits: Tensor, inputs: Tensor) -> Tensor:
+        with torch.no_grad():
+            self.model.eval()
+            target = self.model(inputs).float()
+        t = self.temperature
+        kl = nn.functional.kl_div(
+            nn.functional.log_softmax(logits.float() / t, dim=1),
+            nn.functional.log_softmax(target / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return (1.0 - self.weight) * loss + self.weight * t * t * kl
+
+
 class _BatchEvents:
     """Throttled batch events: at most BATCH_EVENTS_PER_SECOND."""
 
@@ -173,12 +202,14 @@ def train_model(
     checkpoint_path: Path | None = None,
     progress_span: tuple[float, float] = (0.0, 1.0),
     checkpoint_tag: str = "",
+    teacher: Distillation | None = None,
 ) -> list[Event]:
     """Train `model` in place on `splits.train`, validating on `splits.val` each epoch.
 
     `train_spec` must be resolved (no None fields, see core.recipes.resolve_spec).
     Returns the history: one epoch dict per epoch (the "epoch" events).
     `checkpoint_tag` is mixed into the checkpoint fingerprint (e.g. the dataset).
+    `teacher`: also match this model's outputs (knowledge distillation, see Distillation).
     """
     device = torch.device(device)
     spec = train_spec
@@ -243,6 +274,8 @@ def train_model(
                 with autocast_context(device, bool(spec.amp)):
                     logits = step_model(model_input(inputs, bool(spec.channels_last)))
                     loss = criterion(logits.float(), labels)
+                    if teacher is not None:
+                        loss = teacher.blend(loss, logits, inputs)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

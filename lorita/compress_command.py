@@ -71,6 +71,12 @@ def add_compress(subparsers) -> None:
     p.add_argument("--keep-fraction", type=float, help="share of singular values (uniform/global)")
     p.add_argument("--finetune-epochs", type=int, help="fine-tune the compressed model")
     p.add_argument(
+        "--distill",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fine-tuning also matches the uncompressed model's outputs (default: on)",
+    )
+    p.add_argument(
         "--quantize",
         choices=get_args(Quantize),
         help="int8: also write model.int8.onnx (calibrated on training samples) and measure it",
@@ -161,6 +167,7 @@ SPEC_OPTIONS = {
         "budget",
         "keep_fraction",
         "finetune_epochs",
+        "distill",
         "quantize",
         "keep_float",
     ),

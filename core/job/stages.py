@@ -19,7 +19,7 @@ from core.lowrank import dense_from_lowrank, to_lowrank, truncate
 from core.measure import count_flops, count_params, evaluate, measure_latency_ms
 from core.ranks import ProgressCallback, RankChoice, choose_ranks
 from core.spec import CompressSpec, JobSpec
-from core.train import seed_everything, train_model
+from core.train import Distillation, seed_everything, train_model
 
 # The data split is a property of the dataset, not of a run: the same for every seed.
 SPLIT_SEED = 0
@@ -234,6 +234,15 @@ class JobStages:
             compressed = evaluate(lowrank, self.splits.val, self.device, amp=self.amp).accuracy
         return {"uncompressed": uncompressed, "compressed": compressed}
 
+    def finetune_teacher(self, merged: nn.Module) -> Distillation | None:
+        """Whom the fine-tuning distils from (compress.distill): the user's own model when
+        the job starts from weights (measured: it recovers the truncation fully, the warm
+        model only partly; bench/README.md, "Fine-tuning by distillation"), else the
+        model before truncation."""
+        if not self.spec.compress.distill:
+            return None
+        return Distillation(self.user_model if self.user_model is not None else merged)
+
     def _finetune(
         self, lowrank: nn.Module, merged: nn.Module, run: str
     ) -> tuple[nn.Module, nn.Module, list]:
@@ -256,6 +265,7 @@ class JobStages:
             on_event=self.progress.forward,
             should_stop=self.should_stop,
             progress_span=(RANKS_END, FINETUNE_END),
+            teacher=self.finetune_teacher(merged),
         )
         lowrank.eval()
         return lowrank, dense_from_lowrank(lowrank, merged).eval(), history

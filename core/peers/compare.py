@@ -7,8 +7,9 @@ Every comparison starts from ONE plain N=1 model, trained with the job's recipe:
   per compress.target) along the same budget family, then fine-tuned;
 - pruning: Torch-Pruning structured pruning to LoRITa's chosen size, then fine-tuned.
 Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs at the
-same reduced learning rate); when that is 0 the peers get 1 epoch, and say so, since a
-pruned network without any fine-tuning is not what anyone would ship.
+same reduced learning rate, distilling from the N=1 model when compress.distill); when
+that is 0 the peers get 1 epoch, and say so, since a pruned network without any
+fine-tuning is not what anyone would ship.
 
 Every model's CPU latency is measured side by side (core.peers.latency) and the verdict
 picks the best small model (core.peers.verdict).
@@ -32,7 +33,7 @@ from core.peers.verdict import decide
 from core.ranks import BudgetFamily, RankProblem
 from core.result import ComparisonBlock, CpuLatency, Verdict
 from core.spec import CompressSpec, TrainSpec
-from core.train import train_model
+from core.train import Distillation, train_model
 
 # Fine-tuning epochs of the peers when the job fine-tunes LoRITa's model for none.
 DEFAULT_PEER_FINETUNE_EPOCHS = 1
@@ -98,9 +99,16 @@ def finetune_recipe(train: TrainSpec, epochs: int, lr_scale: float) -> TrainSpec
 
 
 def finetune(
-    model: nn.Module, context: CompareContext, run: str, epochs: int, span: tuple[float, float]
+    model: nn.Module,
+    context: CompareContext,
+    run: str,
+    epochs: int,
+    span: tuple[float, float],
+    teacher: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
-    """Fine-tune `model` in place; returns its epoch history."""
+    """Fine-tune `model` in place; returns its epoch history. With compress.distill it
+    distils from `teacher` (the N=1 model), as LoRITa's fine-tune does from its own."""
+    distill = Distillation(teacher) if teacher is not None and context.compress.distill else None
     history = train_model(
         model,
         context.splits,
@@ -110,6 +118,7 @@ def finetune(
         on_event=context.on_event,
         should_stop=context.should_stop,
         progress_span=span,
+        teacher=distill,
     )
     model.eval()
     return history
@@ -176,7 +185,7 @@ def run_comparisons(
         nonlocal done
         span = (low + done * step, low + (done + 1) * step)
         context.on_stage(f"{run}: fine-tuning for {_epochs(epochs)}", span[0])
-        history = finetune(model, context, run, epochs, span)
+        history = finetune(model, context, run, epochs, span, teacher=plain_merged)
         done += 1
         return history
 

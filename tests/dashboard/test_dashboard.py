@@ -49,7 +49,9 @@ def read_safetensors_header(path: Path) -> dict:
     return json.loads(raw[8 : 8 + length])
 
 
-def submit_form(page: Page, *, dataset: str, epochs: int, baseline: bool = False) -> str:
+def submit_form(
+    page: Page, *, dataset: str, epochs: int, baseline: bool = False, distill: bool = True
+) -> str:
     """Fill the new-job form for an FCN and submit it; returns the new job's id."""
     page.goto("/jobs/new")
     page.get_by_label("Architecture").select_option("fcn")
@@ -57,6 +59,8 @@ def submit_form(page: Page, *, dataset: str, epochs: int, baseline: bool = False
     page.get_by_label("Epochs", exact=True).fill(str(epochs))
     if baseline:
         page.get_by_label(re.compile("baseline")).check()
+    if not distill:
+        page.get_by_label("Fine-tune by distillation").select_option("false")
     page.get_by_role("button", name="Submit job").click()
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
     return page.url.rsplit("/", 1)[-1]
@@ -258,8 +262,10 @@ def test_job_trains_live_then_shows_results_and_downloads(
 
 
 def test_cancel_a_running_job_then_delete_it(page: Page, service, screenshot_dir: Path):
-    job_id = submit_form(page, dataset="digits", epochs=500)
+    job_id = submit_form(page, dataset="digits", epochs=500, distill=False)
     expect(page.locator("#job-state")).to_have_text("Running", timeout=60_000)
+    with service.client() as client:  # the form's choice reached the job's spec
+        assert client.get(f"/jobs/{job_id}").json()["spec"]["compress"]["distill"] is False
 
     # The jobs list shows it running, with its progress refreshed in place.
     listing = page.context.new_page()
