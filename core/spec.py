@@ -178,7 +178,8 @@ class CompressSpec(_Strict):
         ge=0,
         le=1_000,
         description="Epochs of fine-tuning of the compressed model after truncation "
-        "(default: the architecture family's; 3 for the FCN, 0 for the others).",
+        "(default: the architecture family's; 3 for the FCN, 0 for the others; 1 for every "
+        "family when the job starts from your weights).",
     )
     distill: bool = Field(
         True,

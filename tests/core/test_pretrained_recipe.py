@@ -20,7 +20,8 @@ def test_the_fcn_warm_start_is_the_measured_one():
     # Then one epoch of fine-tuning after truncation (three from scratch).
     assert default_finetune_epochs("fcn", pretrained=True) == 1
     assert default_finetune_epochs("fcn") == 3
-    assert default_finetune_epochs("resnet20", pretrained=True) == 0
+    assert default_finetune_epochs("resnet20", pretrained=True) == 1
+    assert default_finetune_epochs("resnet20") == 0
     assert REGISTRY.recipe_for("fcn") == REGISTRY.recipe_of("fcn")  # scratch is unchanged
 
 
