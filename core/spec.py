@@ -185,8 +185,9 @@ class CompressSpec(_Strict):
         True,
         description="Fine-tuning after truncation also matches the uncompressed model's "
         "outputs (knowledge distillation): your own model when the job starts from your "
-        "weights, else the model before truncation. The comparisons' fine-tuning distils "
-        "from the N=1 model the same way.",
+        "weights, else the model before truncation. The plain+finetune comparison distils "
+        "from the N=1 model the same way; pruning fine-tunes on the labels (it does better "
+        "so).",
     )
     quantize: Quantize = Field(
         "none",

@@ -7,9 +7,10 @@ Every comparison starts from ONE plain N=1 model, trained with the job's recipe:
   per compress.target) along the same budget family, then fine-tuned;
 - pruning: Torch-Pruning structured pruning to LoRITa's chosen size, then fine-tuned.
 Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs at the
-same reduced learning rate, distilling from the N=1 model when compress.distill); when
-that is 0 the peers get 1 epoch, and say so, since a pruned network without any
-fine-tuning is not what anyone would ship.
+same reduced learning rate; with compress.distill plain+finetune distils from the N=1
+model, pruning keeps the labels, see DISTILLED_PEERS); when that is 0 the peers get 1
+epoch, and say so, since a pruned network without any fine-tuning is not what anyone
+would ship.
 
 Every model's CPU latency is measured side by side (core.peers.latency) and the verdict
 picks the best small model (core.peers.verdict).
@@ -37,6 +38,12 @@ from core.train import Distillation, train_model
 
 # Fine-tuning epochs of the peers when the job fine-tunes LoRITa's model for none.
 DEFAULT_PEER_FINETUNE_EPOCHS = 1
+# The peers whose fine-tuning distils from the N=1 model (with compress.distill). Each
+# peer gets the fine-tuning that serves it better, measured side by side on FCN-MNIST
+# over three seeds (bench/README.md, "Comparisons in the job"): distillation lifts the
+# truncated N=1 model by 0.13 point on average but costs the pruned network 0.17, whose
+# outputs start far from the teacher's, so pruning fine-tunes on the labels alone.
+DISTILLED_PEERS = frozenset({"plain+finetune"})
 
 
 @dataclass
@@ -176,6 +183,12 @@ def run_comparisons(
     plain_flops = count_flops(plain_merged, shape)
     epochs, epochs_note = peer_finetune_epochs(context.compress)
 
+    def distils(method: str) -> bool:
+        return context.compress.distill and method in DISTILLED_PEERS
+
+    def how_tuned(method: str) -> str:
+        return "distilled from the N=1 model" if distils(method) else "on the labels"
+
     models: dict[str, nn.Module] = {}
     partial: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
@@ -185,7 +198,8 @@ def run_comparisons(
         nonlocal done
         span = (low + done * step, low + (done + 1) * step)
         context.on_stage(f"{run}: fine-tuning for {_epochs(epochs)}", span[0])
-        history = finetune(model, context, run, epochs, span, teacher=plain_merged)
+        teacher = plain_merged if distils(run) else None
+        history = finetune(model, context, run, epochs, span, teacher=teacher)
         done += 1
         return history
 
@@ -214,7 +228,7 @@ def run_comparisons(
             models[method] = lowrank
             partial[method] = {
                 "description": f"N=1 model truncated to LoRITa's {target} share, then "
-                f"fine-tuned for {_epochs(epochs)}",
+                f"fine-tuned for {_epochs(epochs)}, {how_tuned(method)}",
                 "accuracy": evaluate(lowrank, test, device, amp=context.amp).accuracy,
                 "ranks": ranks,
                 "sized_to": target,
@@ -247,7 +261,8 @@ def run_comparisons(
             models[method] = pruned.model
             partial[method] = {
                 "description": f"Torch-Pruning (L2 magnitude, structured) of the N=1 model "
-                f"to LoRITa's {target} share, then fine-tuned for {_epochs(epochs)}",
+                f"to LoRITa's {target} share, then fine-tuned for {_epochs(epochs)}, "
+                f"{how_tuned(method)}",
                 "accuracy": evaluate(pruned.model, test, device, amp=context.amp).accuracy,
                 "pruning": pruned.summary(),
                 "sized_to": target,

@@ -67,6 +67,11 @@ def test_all_three_comparisons_at_lorita_size(compared):
     # Every comparison starts from the same N=1 model.
     assert len({b.accuracy.uncompressed for b in result.comparisons.values()}) == 1
     assert result.comparisons["pruning"].pruning["achieved"] == pytest.approx(lorita, rel=0.01)
+    # Each peer's fine-tuning, said in its description: the truncated N=1 model distils
+    # from the N=1 model (compress.distill is on), the pruned one learns the labels.
+    assert result.spec["compress"]["distill"] is True
+    assert "distilled from the N=1 model" in result.comparisons["plain+finetune"].description
+    assert "on the labels" in result.comparisons["pruning"].description
 
 
 def test_latency_at_batch_1_and_64_for_every_model(compared):
