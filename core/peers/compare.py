@@ -41,7 +41,7 @@ DEFAULT_PEER_FINETUNE_EPOCHS = 1
 # The peers whose fine-tuning distils from the N=1 model (with compress.distill). Each
 # peer gets the fine-tuning that serves it better, measured side by side on FCN-MNIST
 # over three seeds (bench/README.md, "Comparisons in the job"): distillation lifts the
-# truncated N=1 model by 0.13 point on average but costs the pruned network 0.17, whose
+# truncated N=1 model by 0.11 point on average but costs the pruned network 0.25, whose
 # outputs start far from the teacher's, so pruning fine-tunes on the labels alone.
 DISTILLED_PEERS = frozenset({"plain+finetune"})
 
