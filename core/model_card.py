@@ -64,6 +64,9 @@ def _accuracy_section(result: Result) -> list[str]:
         "The exported models are the compressed one; given the raw test images they "
         "reproduce the test accuracy above.",
     ]
+    how = _finetune_words(result)
+    if how:
+        lines += ["", how]
     if result.baseline is not None:
         lines += [
             "",
@@ -72,6 +75,22 @@ def _accuracy_section(result: Result) -> list[str]:
             "the same way).",
         ]
     return lines
+
+
+def _finetune_words(result: Result) -> str:
+    """How the compressed model was fine-tuned after truncation, in a sentence."""
+    compress = (result.spec or {}).get("compress") or {}
+    epochs = compress.get("finetune_epochs") or 0
+    if not epochs:
+        return "The compressed model was not fine-tuned after truncation."
+    count = f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"
+    if not compress.get("distill", True):
+        teacher = "on the labels alone"
+    elif result.pretrained is not None:
+        teacher = "distilled from your model (its outputs as well as the labels)"
+    else:
+        teacher = "distilled from the model before truncation (its outputs as well as the labels)"
+    return f"After truncation the compressed model was fine-tuned for {count}, {teacher}."
 
 
 def _input_section(contract: InputContract | None) -> list[str]:

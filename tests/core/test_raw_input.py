@@ -194,6 +194,9 @@ def test_model_card_and_artifact_list(tmp_path):
     assert "lorita.load_lowrank" in card and "onnxruntime" in card
     assert "(batch, 8, 8)" in card and "layout NHW" in card
     assert "astype(np.float32)" in card
+    # How the compressed model was fine-tuned (the FCN default: 3 epochs, distilled).
+    assert result.spec["compress"]["finetune_epochs"] == 3
+    assert "fine-tuned for 3 epochs, distilled from the model before truncation" in card
 
 
 IDX_SETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
