@@ -64,9 +64,7 @@ def _accuracy_section(result: Result) -> list[str]:
         "The exported models are the compressed one; given the raw test images they "
         "reproduce the test accuracy above.",
     ]
-    how = _finetune_words(result)
-    if how:
-        lines += ["", how]
+    lines += ["", _finetune_words(result)]
     if result.baseline is not None:
         lines += [
             "",

@@ -236,9 +236,8 @@ class JobStages:
 
     def finetune_teacher(self, merged: nn.Module) -> Distillation | None:
         """Whom the fine-tuning distils from (compress.distill): the user's own model when
-        the job starts from weights (measured: it recovers the truncation fully, the warm
-        model only partly; bench/README.md, "Fine-tuning by distillation"), else the
-        model before truncation."""
+        the job starts from weights (the better teacher: it is what the user wants back;
+        bench/README.md, "Warm start"), else the model before truncation."""
         if not self.spec.compress.distill:
             return None
         return Distillation(self.user_model if self.user_model is not None else merged)
