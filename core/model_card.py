@@ -22,6 +22,7 @@ from core.export import (
 from core.int8_card import INT8_FILE_NOTE, int8_card_lines
 from core.onnx_export import ONNX_INPUT
 from core.quantize import INT8_FILE
+from core.recipes import epochs_text
 from core.result import InputContract, Result
 
 FILES = {
@@ -76,19 +77,19 @@ def _accuracy_section(result: Result) -> list[str]:
 
 
 def _finetune_words(result: Result) -> str:
-    """How the compressed model was fine-tuned after truncation, in a sentence."""
-    compress = (result.spec or {}).get("compress") or {}
-    epochs = compress.get("finetune_epochs") or 0
-    if not epochs:
+    """How the compressed model was fine-tuned after truncation (the report's recipe)."""
+    recipe = result.recipe
+    if recipe is None or not recipe.finetune_epochs:
         return "The compressed model was not fine-tuned after truncation."
-    count = f"{epochs} epoch" if epochs == 1 else f"{epochs} epochs"
-    if not compress.get("distill", True):
-        teacher = "on the labels alone"
-    elif result.pretrained is not None:
-        teacher = "distilled from your model (its outputs as well as the labels)"
-    else:
-        teacher = "distilled from the model before truncation (its outputs as well as the labels)"
-    return f"After truncation the compressed model was fine-tuned for {count}, {teacher}."
+    how = (
+        f"distilled from {recipe.distilled_from} (its outputs as well as the labels)"
+        if recipe.distilled_from
+        else "on the labels alone"
+    )
+    return (
+        "After truncation the compressed model was fine-tuned for "
+        f"{epochs_text(recipe.finetune_epochs)}, {how}."
+    )
 
 
 def _input_section(contract: InputContract | None) -> list[str]:

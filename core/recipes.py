@@ -46,6 +46,24 @@ def starts_from_weights(spec: JobSpec) -> bool:
     return spec.model.weights is not None
 
 
+# Whom a job's fine-tuning after truncation distils from (compress.distill).
+FROM_YOUR_MODEL = "your model"
+FROM_BEFORE_TRUNCATION = "the model before truncation"
+
+
+def distilled_from(spec: JobSpec) -> str | None:
+    """Whom the resolved `spec`'s fine-tuning distils from: the user's own model when the
+    job starts from weights (what the user wants back; bench/README.md, "Warm start"),
+    else the model before truncation; None without distillation or fine-tuning."""
+    if not spec.compress.distill or not spec.compress.finetune_epochs:
+        return None
+    return FROM_YOUR_MODEL if starts_from_weights(spec) else FROM_BEFORE_TRUNCATION
+
+
+def epochs_text(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def recipe_name(spec: JobSpec) -> str:
     """Which default recipe a job's training fields came from (the report records it)."""
     return FROM_PRETRAINED if starts_from_weights(spec) else FROM_SCRATCH
@@ -107,4 +125,6 @@ def recipe_info(spec: JobSpec):
         weight_decay=train.weight_decay,
         batch_size=train.batch_size,
         schedule=train.schedule,
+        finetune_epochs=spec.compress.finetune_epochs,
+        distilled_from=distilled_from(spec),
     )

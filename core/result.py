@@ -228,6 +228,15 @@ class RecipeInfo(Section):
     weight_decay: float
     batch_size: int
     schedule: str | None = None
+    finetune_epochs: int | None = Field(
+        None, description="epochs of fine-tuning after truncation (compress.finetune_epochs)"
+    )
+    distilled_from: str | None = Field(
+        None,
+        description="whom that fine-tuning distils from: 'your model' or 'the model before "
+        "truncation'; none when it learns the labels alone (compress.distill false) or "
+        "there is no fine-tuning",
+    )
 
 
 class ComparisonBlock(CompressionBlock):

@@ -18,6 +18,7 @@ from core.job.progress import FINETUNE_END, RANKS_END, Progress
 from core.lowrank import dense_from_lowrank, to_lowrank, truncate
 from core.measure import count_flops, count_params, evaluate, measure_latency_ms
 from core.ranks import ProgressCallback, RankChoice, choose_ranks
+from core.recipes import FROM_YOUR_MODEL, distilled_from, epochs_text
 from core.spec import CompressSpec, JobSpec
 from core.train import Distillation, seed_everything, train_model
 
@@ -113,7 +114,7 @@ class JobStages:
         self.progress.stage(
             "train" if run == "lorita" else "baseline",
             f"training {self.spec.model.arch} with N={factor} "
-            f"for {_epochs(self.spec.train.epochs)} on {self.device}",
+            f"for {epochs_text(self.spec.train.epochs)} on {self.device}",
             span[0],
         )
         history = train_model(
@@ -235,12 +236,12 @@ class JobStages:
         return {"uncompressed": uncompressed, "compressed": compressed}
 
     def finetune_teacher(self, merged: nn.Module) -> Distillation | None:
-        """Whom the fine-tuning distils from (compress.distill): the user's own model when
-        the job starts from weights (the better teacher: it is what the user wants back;
-        bench/README.md, "Warm start"), else the model before truncation."""
-        if not self.spec.compress.distill:
+        """The fine-tuning's teacher, as core.recipes.distilled_from says: the user's model
+        or `merged`, the model before truncation."""
+        source = distilled_from(self.spec)
+        if source is None:
             return None
-        return Distillation(self.user_model if self.user_model is not None else merged)
+        return Distillation(self.user_model if source == FROM_YOUR_MODEL else merged)
 
     def _finetune(
         self, lowrank: nn.Module, merged: nn.Module, run: str
@@ -268,7 +269,3 @@ class JobStages:
         )
         lowrank.eval()
         return lowrank, dense_from_lowrank(lowrank, merged).eval(), history
-
-
-def _epochs(count: int) -> str:
-    return f"{count} epoch" if count == 1 else f"{count} epochs"

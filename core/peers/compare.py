@@ -32,6 +32,7 @@ from core.peers.latency import as_cpu_latency, cpu_latencies
 from core.peers.pruning import PruningError, prune_to_budget
 from core.peers.verdict import decide
 from core.ranks import BudgetFamily, RankProblem
+from core.recipes import epochs_text
 from core.result import ComparisonBlock, CpuLatency, Verdict
 from core.spec import CompressSpec, TrainSpec
 from core.train import Distillation, train_model
@@ -113,9 +114,8 @@ def finetune(
     span: tuple[float, float],
     teacher: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
-    """Fine-tune `model` in place; returns its epoch history. With compress.distill it
-    distils from `teacher` (the N=1 model), as LoRITa's fine-tune does from its own."""
-    distill = Distillation(teacher) if teacher is not None and context.compress.distill else None
+    """Fine-tune `model` in place, distilling from `teacher` when given; returns its epoch
+    history."""
     history = train_model(
         model,
         context.splits,
@@ -125,17 +125,13 @@ def finetune(
         on_event=context.on_event,
         should_stop=context.should_stop,
         progress_span=span,
-        teacher=distill,
+        teacher=Distillation(teacher) if teacher is not None else None,
     )
     model.eval()
     return history
 
 
 # ------------------------------------------------------------------ the job's comparisons
-
-
-def _epochs(count: int) -> str:
-    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def peer_finetune_epochs(compress: CompressSpec) -> tuple[int, str | None]:
@@ -197,7 +193,7 @@ def run_comparisons(
     def fine_tuned(model: nn.Module, run: str) -> list[dict[str, Any]]:
         nonlocal done
         span = (low + done * step, low + (done + 1) * step)
-        context.on_stage(f"{run}: fine-tuning for {_epochs(epochs)}", span[0])
+        context.on_stage(f"{run}: fine-tuning for {epochs_text(epochs)}", span[0])
         teacher = plain_merged if distils(run) else None
         history = finetune(model, context, run, epochs, span, teacher=teacher)
         done += 1
@@ -228,7 +224,7 @@ def run_comparisons(
             models[method] = lowrank
             partial[method] = {
                 "description": f"N=1 model truncated to LoRITa's {target} share, then "
-                f"fine-tuned for {_epochs(epochs)}, {how_tuned(method)}",
+                f"fine-tuned for {epochs_text(epochs)}, {how_tuned(method)}",
                 "accuracy": evaluate(lowrank, test, device, amp=context.amp).accuracy,
                 "ranks": ranks,
                 "sized_to": target,
@@ -261,7 +257,7 @@ def run_comparisons(
             models[method] = pruned.model
             partial[method] = {
                 "description": f"Torch-Pruning (L2 magnitude, structured) of the N=1 model "
-                f"to LoRITa's {target} share, then fine-tuned for {_epochs(epochs)}, "
+                f"to LoRITa's {target} share, then fine-tuned for {epochs_text(epochs)}, "
                 f"{how_tuned(method)}",
                 "accuracy": evaluate(pruned.model, test, device, amp=context.amp).accuracy,
                 "pruning": pruned.summary(),

@@ -7,12 +7,14 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from core.job.progress import Progress
 from core.job.stages import JobStages
 from core.lowrank import to_lowrank
 from core.models import build_model
+from core.recipes import distilled_from
 from core.spec import JobSpec
 from core.train import Distillation, seed_everything, train_model
 from tests.core.train_recipe import plain_recipe
@@ -77,21 +79,36 @@ def test_the_blend_is_the_label_loss_at_weight_zero_and_adds_nothing_for_a_twin(
     assert Distillation(other, weight=0.9).blend(loss, logits, x).item() > twin.item()
 
 
-def _stages(digits, **compress) -> JobStages:
+def _stages(digits, weights=None, **compress) -> JobStages:
+    """The stages of a resolved job (one epoch of fine-tuning), from `weights` if given."""
+    model = {"arch": "fcn", **({"weights": str(weights)} if weights else {})}
     spec = JobSpec.model_validate(
-        {"model": {"arch": "fcn"}, "data": {"dataset": "digits"}, "compress": compress}
+        {
+            "model": model,
+            "data": {"dataset": "digits"},
+            "compress": {"finetune_epochs": 1, **compress},
+        }
     )
     return JobStages(spec, digits, "cpu", Progress(lambda event: None), lambda: False, None)
 
 
-def test_a_job_distils_from_the_users_model_when_it_has_one(digits, teacher_and_cut):
+def test_a_job_distils_from_the_users_model_when_it_has_one(digits, teacher_and_cut, tmp_path):
     teacher, cut = teacher_and_cut
-    stages = _stages(digits)
-    assert stages.spec.compress.distill is True  # on by default
-    assert stages.finetune_teacher(cut).model is cut
-    stages.user_model = teacher  # a job from the user's weights
-    assert stages.finetune_teacher(cut).model is teacher
-    assert _stages(digits, distill=False).finetune_teacher(cut) is None
+    scratch = _stages(digits)
+    assert scratch.spec.compress.distill is True  # on by default
+    assert scratch.finetune_teacher(cut).model is cut
+    assert distilled_from(scratch.spec) == "the model before truncation"
+
+    weights = tmp_path / "fcn.safetensors"
+    save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(weights))
+    warm = _stages(digits, weights)
+    warm.user_model = teacher  # as the pipeline sets it for a job from weights
+    assert warm.finetune_teacher(cut).model is teacher
+    assert distilled_from(warm.spec) == "your model"
+
+    for stages in (_stages(digits, distill=False), _stages(digits, finetune_epochs=0)):
+        assert stages.finetune_teacher(cut) is None
+        assert distilled_from(stages.spec) is None
 
 
 def test_the_switch_changes_what_the_job_fine_tunes(tmp_path):
@@ -116,6 +133,9 @@ def test_the_switch_changes_what_the_job_fine_tunes(tmp_path):
 
     on, off = job(True), job(False)
     assert on.spec["compress"]["distill"] is True and off.spec["compress"]["distill"] is False
+    # The report says whom the fine-tuning learned from.
+    assert on.recipe.distilled_from == "the model before truncation"
+    assert off.recipe.distilled_from is None and off.recipe.finetune_epochs == 1
     # Same training and ranks; only the fine-tuning's loss differs.
     assert on.ranks == off.ranks
     assert on.accuracy.uncompressed == off.accuracy.uncompressed

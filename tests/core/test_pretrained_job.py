@@ -68,6 +68,7 @@ def test_a_job_from_weights_reports_the_uploaded_model(trained_fcn, digits, tmp_
     assert (result.recipe.optimizer, result.recipe.weight_decay) == ("adamw", 1.0)
     # ... and its family's fine-tuning after truncation for a warm start (one epoch).
     assert result.spec["compress"]["finetune_epochs"] == 1
+    assert (result.recipe.finetune_epochs, result.recipe.distilled_from) == (1, "your model")
     card = (tmp_path / "MODEL_CARD.md").read_text()
     assert "fine-tuned for 1 epoch, distilled from your model" in card
     assert result.spec["model"]["weights"] == str(path)
