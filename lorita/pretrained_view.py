@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.recipes import epochs_text
 from core.result import Result
 
 
@@ -14,9 +15,13 @@ def pretrained_lines(result: Result) -> list[str]:
     lines = []
     if result.recipe is not None:
         recipe = result.recipe
+        tuned = ""
+        if recipe.finetune_epochs:
+            how = f"distilled from {recipe.distilled_from}" if recipe.distilled_from else "labels"
+            tuned = f"; fine-tuning {epochs_text(recipe.finetune_epochs)}, {how}"
         lines.append(
-            f"recipe: {recipe.name} ({recipe.epochs} epochs, {recipe.optimizer}, lr "
-            f"{recipe.lr:g}, weight decay {recipe.weight_decay:g})"
+            f"recipe: {recipe.name} ({epochs_text(recipe.epochs)}, {recipe.optimizer}, lr "
+            f"{recipe.lr:g}, weight decay {recipe.weight_decay:g}{tuned})"
         )
     reference = result.pretrained
     if reference is None:

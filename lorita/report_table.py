@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from core.recipes import epochs_text
 from core.result import Result
 from lorita.comparison_table import format_comparisons
 from lorita.int8_view import int8_lines
@@ -75,7 +76,7 @@ def format_table(
     epochs, drop = spec["train"]["epochs"], spec["compress"]["max_accuracy_drop"]
     lines = [
         f"LoRITa: {spec['model']['arch']} on {spec['data']['dataset']}, N={result.factor}, "
-        f"{epochs} epoch{'' if epochs == 1 else 's'}, strategy {spec['compress']['strategy']} "
+        f"{epochs_text(epochs)}, strategy {spec['compress']['strategy']} "
         f"(max accuracy drop {drop:g} = {100 * drop:.2f} pts, on val)",
         "",
     ]

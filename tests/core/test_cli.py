@@ -83,6 +83,12 @@ def test_compress_table_output(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout and "parameters" in done.stdout
     assert "file size" in done.stdout and "ranks:" in done.stdout
+    # One epoch said as one; the FCN's three fine-tuning epochs and their teacher.
+    assert "fcn on digits, N=2, 1 epoch, strategy" in done.stdout
+    assert (
+        "recipe: from scratch (1 epoch, adamw, lr 0.002, weight decay 0.05; fine-tuning "
+        "3 epochs, distilled from the model before truncation)" in done.stdout
+    )
 
 
 def test_unknown_dataset_exits_with_code_2():
