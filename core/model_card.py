@@ -86,10 +86,25 @@ def _finetune_words(result: Result) -> str:
         if recipe.distilled_from
         else "on the labels alone"
     )
-    return (
+    words = (
         "After truncation the compressed model was fine-tuned for "
         f"{epochs_text(recipe.finetune_epochs)}, {how}."
     )
+    tried = result.rank_search.after_finetune if result.rank_search else None
+    if tried:
+        kept = any(point.within_tolerance for point in tried)
+        words += (
+            f" Its ranks were chosen after fine-tuning: {len(tried)} smaller "
+            f"allocation{'s were' if len(tried) != 1 else ' was'} fine-tuned and checked on "
+            "the validation split; "
+            + (
+                "the most compressed within the accuracy tolerance was kept."
+                if kept
+                else "none stayed within the accuracy tolerance, so the search's own "
+                "choice was kept."
+            )
+        )
+    return words
 
 
 def _input_section(contract: InputContract | None) -> list[str]:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.catalog import default_finetune_epochs, default_recipe, uses_channels_last
+from core.catalog import (
+    default_finetune_epochs,
+    default_finetune_search,
+    default_recipe,
+    uses_channels_last,
+)
 from core.devices import resolve_device
 from core.errors import SpecError
 from core.spec import JobSpec
@@ -101,12 +106,17 @@ def resolve_spec(spec: JobSpec, info: Any, *, device: str | None = None) -> JobS
         update={key: (defaults[key] if given[key] is None else given[key]) for key in defaults}
     )
     compress = spec.compress
+    pretrained = starts_from_weights(spec)
     if compress.finetune_epochs is None:
         compress = compress.model_copy(
             update={
-                "finetune_epochs": default_finetune_epochs(
-                    spec.model.arch, pretrained=starts_from_weights(spec)
-                )
+                "finetune_epochs": default_finetune_epochs(spec.model.arch, pretrained=pretrained)
+            }
+        )
+    if compress.finetune_search is None:
+        compress = compress.model_copy(
+            update={
+                "finetune_search": default_finetune_search(spec.model.arch, pretrained=pretrained)
             }
         )
     return spec.model_copy(update={"model": model, "train": train, "compress": compress}, deep=True)

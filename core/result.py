@@ -118,6 +118,19 @@ class EpochRecord(Section):
     progress: float | None = None
 
 
+class FinetuneTry(Section):
+    """One allocation past the search's choice, fine-tuned and checked on the whole
+    validation split (compress.finetune_search)."""
+
+    params_kept: float
+    flops_kept: float
+    val_accuracy_before_finetune: float
+    val_accuracy: float = Field(description="after fine-tuning")
+    within_tolerance: bool = Field(
+        description="the drop from the uncompressed model stays within max_accuracy_drop"
+    )
+
+
 class RankSearch(Section):
     """How the ranks were chosen; every key optional, as strategies report different ones."""
 
@@ -129,6 +142,14 @@ class RankSearch(Section):
     time_s: float | None = None
     budget_unreachable: bool | None = optional(
         "the requested budget could not be met; the closest allocation was kept"
+    )
+    before_finetune: CurvePoint | None = optional(
+        "compress.finetune_search: the search's own choice, where the walk after "
+        "fine-tuning started (accuracy before fine-tuning)"
+    )
+    after_finetune: list[FinetuneTry] | None = optional(
+        "compress.finetune_search: the smaller allocations fine-tuned in turn, until the "
+        "first outside the tolerance; the most compressed within it was kept"
     )
 
 

@@ -178,8 +178,17 @@ class CompressSpec(_Strict):
         ge=0,
         le=1_000,
         description="Epochs of fine-tuning of the compressed model after truncation "
-        "(default: the architecture family's; 3 for the FCN, 0 for the others; 1 for every "
-        "family when the job starts from your weights).",
+        "(default: the architecture family's; 3 for the FCN, 1 for the CNNs, 0 for the "
+        "ViT; 1 for every family when the job starts from your weights).",
+    )
+    finetune_search: bool | None = Field(
+        None,
+        description="With strategy accuracy and fine-tuning: hold the accuracy tolerance "
+        "after fine-tuning rather than before, so the search goes on to smaller models "
+        "that fine-tuning brings back within it (up to 3 more fine-tunings, each on the "
+        "validation split; the job falls back to the search's own choice when none "
+        "passes). Default: the architecture family's (on for the CNNs trained from "
+        "scratch, whose truncation fine-tuning recovers; off for the others).",
     )
     distill: bool = Field(
         True,

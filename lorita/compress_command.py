@@ -71,6 +71,13 @@ def add_compress(subparsers) -> None:
     p.add_argument("--keep-fraction", type=float, help="share of singular values (uniform/global)")
     p.add_argument("--finetune-epochs", type=int, help="fine-tune the compressed model")
     p.add_argument(
+        "--finetune-search",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with strategy accuracy and fine-tuning: hold the tolerance after fine-tuning, "
+        "trying smaller models (default: on for the CNNs from scratch, off otherwise)",
+    )
+    p.add_argument(
         "--distill",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -167,6 +174,7 @@ SPEC_OPTIONS = {
         "budget",
         "keep_fraction",
         "finetune_epochs",
+        "finetune_search",
         "distill",
         "quantize",
         "keep_float",

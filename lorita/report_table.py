@@ -15,7 +15,12 @@ from core.result import Result
 from lorita.comparison_table import format_comparisons
 from lorita.int8_view import int8_lines
 from lorita.pretrained_view import pretrained_lines
-from lorita.result_notes import baseline_lines, relative_change, warning_lines
+from lorita.result_notes import (
+    baseline_lines,
+    finetune_search_lines,
+    relative_change,
+    warning_lines,
+)
 
 
 def _human(value: float, unit: str = "") -> str:
@@ -91,6 +96,7 @@ def format_table(
         f"{name}={rank}/{result.layers[name].full_rank}" for name, rank in result.ranks.items()
     )
     lines += ["", f"ranks: {ranks}"]
+    lines += finetune_search_lines(result)
     lines += baseline_lines(result)
     lines += pretrained_lines(result)
     quantized = int8_lines(result)

@@ -31,6 +31,38 @@ def baseline_lines(result: Result) -> list[str]:
     ]
 
 
+def finetune_search_lines(result: Result) -> list[str]:
+    """What the search after fine-tuning tried (compress.finetune_search): one line per
+    allocation, then which one the job kept."""
+    search = result.rank_search
+    tried = search.after_finetune if search else None
+    if not tried:
+        return []
+    start = search.before_finetune
+    lines = [
+        "searched after fine-tuning"
+        + (
+            f" (the search alone kept {start.params_kept:.1%} params / "
+            f"{start.flops_kept:.1%} FLOPs):"
+            if start is not None
+            else ":"
+        )
+    ]
+    for point in tried:
+        lines.append(
+            f"  {point.params_kept:.1%} params / {point.flops_kept:.1%} FLOPs kept: val "
+            f"{100 * point.val_accuracy_before_finetune:.2f}% truncated, "
+            f"{100 * point.val_accuracy:.2f}% fine-tuned "
+            + ("(within the tolerance)" if point.within_tolerance else "(outside the tolerance)")
+        )
+    lines.append(
+        "  kept the most compressed within the tolerance"
+        if any(point.within_tolerance for point in tried)
+        else "  none within the tolerance: kept the search's own choice, fine-tuned"
+    )
+    return lines
+
+
 def warning_lines(result: Result, terms: Callable[[str], str] = lambda text: text) -> list[str]:
     """One block per warning: "WARNING (kind): message" and "  what to do: advice"."""
     lines = []

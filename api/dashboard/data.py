@@ -15,7 +15,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CurrentUser
-from core.catalog import TORCHVISION, available_archs, default_recipe
+from core.catalog import (
+    TORCHVISION,
+    available_archs,
+    default_finetune_epochs,
+    default_finetune_search,
+    default_recipe,
+)
 from core.spec import CompressSpec
 from store.models import JOB_STATES
 
@@ -26,6 +32,9 @@ def _recipe(arch: str) -> dict[str, Any]:
     recipe = default_recipe(arch)
     # Augmentation depends on the dataset's image size, not only the arch.
     recipe.pop("augment", None)
+    # What a job from scratch does after truncation, when the form leaves it blank.
+    recipe["finetune_epochs"] = default_finetune_epochs(arch)
+    recipe["finetune_search"] = default_finetune_search(arch)
     return recipe
 
 

@@ -68,6 +68,10 @@ class Family:
       job does not say (compress.finetune_epochs), where the bench shows it pays.
     pretrained_finetune_epochs: the same for a job that starts from the user's weights
       (None: as from scratch).
+    finetune_search: from scratch, the accuracy search holds its tolerance after the
+      fine-tuning rather than before (compress.finetune_search), where truncation costs
+      accuracy that fine-tuning wins back. A job from the user's weights never does by
+      default: its fine-tuning recovers the user's model at the search's own choice.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Family:
     pretrained_recipe: Recipe | None = None
     finetune_epochs: int = 0
     pretrained_finetune_epochs: int | None = None
+    finetune_search: bool = False
 
     def recipe_for(self, *, pretrained: bool = False) -> Recipe:
         if not pretrained:
@@ -87,6 +92,9 @@ class Family:
         if pretrained and self.pretrained_finetune_epochs is not None:
             return self.pretrained_finetune_epochs
         return self.finetune_epochs
+
+    def finetune_search_for(self, *, pretrained: bool = False) -> bool:
+        return self.finetune_search and not pretrained
 
 
 @dataclass(frozen=True)

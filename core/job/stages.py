@@ -14,6 +14,7 @@ from core.errors import DataError, SpecError
 from core.events import StopCheck
 from core.factorize import eligible_layers, factorize, merge
 from core.job.blocks import curve_with_test
+from core.job.finetune_search import FinetuneSearch, Searched, search_after_finetune
 from core.job.progress import FINETUNE_END, RANKS_END, Progress
 from core.lowrank import dense_from_lowrank, to_lowrank, truncate
 from core.measure import count_flops, count_params, evaluate, measure_latency_ms
@@ -154,13 +155,24 @@ class JobStages:
             merged, names, spec.compress, params=params, flops=flops, on_progress=on_search
         )
         search_time = time.monotonic() - started
+        searched = None
+        if self._searches_after_finetune(choice):
+            choice, searched = self._search_after_finetune(merged, choice, run, params, flops)
         ranks = choice.ranks
         lowrank = to_lowrank(merged, ranks).to(device).eval()
         truncated = truncate(merged, ranks).to(device).eval()
         chosen_test = evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
         history: list = []
-        if spec.compress.finetune_epochs > 0:
-            lowrank, truncated, history = self._finetune(lowrank, merged, run)
+        if searched is not None:
+            lowrank, history = searched.lowrank, searched.history
+            truncated = dense_from_lowrank(lowrank, merged).eval()
+        elif spec.compress.finetune_epochs > 0:
+            history = self._finetune(lowrank, merged, run)
+            truncated = dense_from_lowrank(lowrank, merged).eval()
+        search = {**choice.search, "time_s": search_time}
+        if searched is not None:
+            search["before_finetune"] = searched.start
+            search["after_finetune"] = searched.tried
         block = {
             "merged": merged,
             "lowrank": lowrank,
@@ -188,7 +200,7 @@ class JobStages:
             "ranks": dict(ranks),
             "curve": curve_with_test(choice, chosen_test),
             "chosen": {"params_kept": choice.params_kept, "flops_kept": choice.flops_kept},
-            "rank_search": {**choice.search, "time_s": search_time},
+            "rank_search": search,
             "finetune_history": history,
         }
         return block
@@ -243,9 +255,65 @@ class JobStages:
             return None
         return Distillation(self.user_model if source == FROM_YOUR_MODEL else merged)
 
+    def _searches_after_finetune(self, choice: RankChoice) -> bool:
+        compress = self.spec.compress
+        return bool(
+            compress.finetune_search
+            and compress.finetune_epochs
+            and compress.strategy == "accuracy"
+            and choice.beyond
+        )
+
+    def _search_after_finetune(
+        self, merged: nn.Module, choice: RankChoice, run: str, params: int, flops: int
+    ) -> tuple[RankChoice, Searched]:
+        """The search's tolerance held after fine-tuning (core.job.finetune_search): the
+        RankChoice of the allocation kept, and the walk (its fine-tuned model included)."""
+        device, val = self.device, self.splits.val
+
+        def build(ranks: dict[str, int]) -> nn.Module:
+            return to_lowrank(merged, ranks).to(device).eval()
+
+        def marks(model: nn.Module) -> torch.Tensor:
+            return evaluate(model, val, device, amp=self.amp, per_sample=True).correct
+
+        def kept(model: nn.Module) -> tuple[float, float]:
+            return (
+                count_params(model) / params,
+                count_flops(model, self.input_shape) / max(flops, 1),
+            )
+
+        walk = FinetuneSearch(
+            build=build,
+            finetune=lambda model, note: self._finetune(model, merged, run, note),
+            val_marks=marks,
+            kept=kept,
+            max_drop=self.spec.compress.max_accuracy_drop,
+        )
+        reference = marks(merged)
+        searched = search_after_finetune(walk, choice, reference)
+        if searched.ranks == choice.ranks:
+            return choice, searched
+        params_kept, flops_kept = kept(searched.lowrank)
+        moved = RankChoice(
+            ranks=searched.ranks,
+            params_kept=params_kept,
+            flops_kept=flops_kept,
+            val_accuracy=searched.val_before,
+            # Both on the whole validation split, as the walk measured them.
+            reference_val_accuracy=reference.double().mean().item(),
+            curve=choice.curve,
+            search=choice.search,
+            spectra=choice.spectra,
+            verified_samples=len(val),
+        )
+        return moved, searched
+
     def _finetune(
-        self, lowrank: nn.Module, merged: nn.Module, run: str
-    ) -> tuple[nn.Module, nn.Module, list]:
+        self, lowrank: nn.Module, merged: nn.Module, run: str, note: str | None = None
+    ) -> list:
+        """Fine-tune the compact `lowrank` in place (distilled as the spec says); returns
+        the epochs' history. `note` goes with the progress message."""
         spec = self.spec
         recipe = spec.train.model_copy(
             update={
@@ -255,7 +323,8 @@ class JobStages:
                 "channels_last": False,
             }
         )
-        self.progress.stage("finetune", f"fine-tuning the compressed {run} model", RANKS_END)
+        message = f"fine-tuning the compressed {run} model" + (f" ({note})" if note else "")
+        self.progress.stage("finetune", message, RANKS_END)
         history = train_model(
             lowrank,
             self.splits,
@@ -268,4 +337,4 @@ class JobStages:
             teacher=self.finetune_teacher(merged),
         )
         lowrank.eval()
-        return lowrank, dense_from_lowrank(lowrank, merged).eval(), history
+        return history

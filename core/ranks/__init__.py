@@ -18,7 +18,7 @@ Layers are changed only through `core.lowrank`, so every candidate evaluated is 
 model `to_lowrank` exports.
 """
 
-from core.ranks.evaluation import PairedEvaluator, eval_sample_count
+from core.ranks.evaluation import PairedEvaluator, eval_sample_count, paired_check
 from core.ranks.families import BudgetFamily, global_ranks, uniform_ranks
 from core.ranks.problem import Layer, RankChoice, RankProblem, choice_cost
 from core.ranks.search import ProgressCallback, curve_for, search_accuracy
@@ -39,6 +39,7 @@ __all__ = [
     "curve_for",
     "eval_sample_count",
     "global_ranks",
+    "paired_check",
     "search_accuracy",
     "uniform_ranks",
 ]

@@ -40,6 +40,19 @@ def eval_sample_count(total: int, flops_per_sample: int, device: torch.device) -
     return min(total, max(MIN_EVAL_SAMPLES, min(MAX_EVAL_SAMPLES, wanted)))
 
 
+def paired_check(
+    reference: torch.Tensor, marks: torch.Tensor, max_drop: float
+) -> tuple[float, bool]:
+    """(accuracy of `marks`, whether its drop from `reference` stays within `max_drop`
+    with confidence); both are per-sample correctness over the same samples."""
+    count = max(len(marks), 1)
+    lost = int((reference & ~marks).sum())
+    gained = int((~reference & marks).sum())
+    drop = (lost - gained) / count
+    margin = CONFIDENCE_Z * math.sqrt(lost + gained) / count
+    return marks.double().mean().item(), drop + margin <= max_drop + 1e-12
+
+
 class PairedEvaluator:
     """Validation accuracy of truncated allocations, compared sample by sample with the
     uncompressed model on the same samples."""
@@ -107,13 +120,7 @@ class PairedEvaluator:
         self.reference_accuracy(full=full)
         batches = self._batches(full)
         reference = self.reference[id(batches)]
-        marks = self._marks(ranks, batches)
-        count = max(len(marks), 1)
-        lost = int((reference & ~marks).sum())
-        gained = int((~reference & marks).sum())
-        drop = (lost - gained) / count
-        margin = CONFIDENCE_Z * math.sqrt(lost + gained) / count
-        return marks.double().mean().item(), drop + margin <= self.max_drop + 1e-12
+        return paired_check(reference, self._marks(ranks, batches), self.max_drop)
 
     @property
     def subset_is_full(self) -> bool:

@@ -36,7 +36,8 @@ class BudgetFamily:
         self.removable = len(entries)
         self.cost = self._cost_after_removals()
 
-    def _cost(self, ranks: dict[str, int]) -> float:
+    def cost_of(self, ranks: dict[str, int]) -> float:
+        """The share of the target (params or FLOPs) that `ranks` keep."""
         params, flops = self.problem.kept(ranks)
         return flops if self.target == "flops" else params
 
@@ -45,7 +46,7 @@ class BudgetFamily:
         layers = self.problem.layers
         ranks = [layer.full_rank for layer in layers]
         per_layer = [self._layer_cost(layer, layer.full_rank) for layer in layers]
-        base = self._cost(self.problem.full_ranks()) - sum(per_layer)
+        base = self.cost_of(self.problem.full_ranks()) - sum(per_layer)
         total = sum(per_layer)
         cost = np.empty(self.removable + 1)
         cost[0] = base + total

@@ -62,6 +62,9 @@ class RankChoice:
     spectra: dict[str, torch.Tensor] = field(default_factory=dict)
     # How many validation samples val_accuracy / reference_val_accuracy rest on.
     verified_samples: int | None = None
+    # Allocations of the same family past the chosen one, least compressed first, for a
+    # caller that can win accuracy back (fine-tuning: core.job.finetune_search).
+    beyond: list[dict[str, int]] = field(default_factory=list)
 
     @property
     def chosen(self) -> dict[str, Any]:

@@ -23,6 +23,9 @@ BISECTION_STEPS = 4
 MAX_VERIFICATIONS = 4
 # Kept shares of the budget family shown as a curve beside a fixed allocation.
 CURVE_SHARES = (1.0, 0.5, 0.25, 0.12, 0.06)
+# Allocations offered past the chosen one: its kept share times BEYOND_RATIO, squared, ...
+BEYOND_RATIO = 0.7
+BEYOND_COUNT = 3
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -109,6 +112,23 @@ def search_accuracy(
         if evaluator.subset_is_full
         else evaluator.verify_limit,
     )
+
+
+def allocations_beyond(
+    family: BudgetFamily, chosen: dict[str, int], count: int = BEYOND_COUNT
+) -> list[dict[str, int]]:
+    """Up to `count` allocations of `family` more compressed than `chosen`, at its kept
+    share times BEYOND_RATIO, BEYOND_RATIO^2, ...; each differs from the one before."""
+    share = family.cost_of(chosen)
+    found: list[dict[str, int]] = []
+    last = chosen
+    while len(found) < count and share > family.smallest_share + 1e-12:
+        share *= BEYOND_RATIO
+        ranks = family.ranks_at(max(share, family.smallest_share))
+        if ranks != last:
+            found.append(ranks)
+            last = ranks
+    return found
 
 
 def curve_for(

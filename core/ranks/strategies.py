@@ -19,7 +19,12 @@ from core.events import StopCheck, never_stop
 from core.ranks.evaluation import PairedEvaluator
 from core.ranks.families import BudgetFamily, global_ranks, uniform_ranks
 from core.ranks.problem import RankChoice, RankProblem, choice_cost
-from core.ranks.search import ProgressCallback, curve_for, search_accuracy
+from core.ranks.search import (
+    ProgressCallback,
+    allocations_beyond,
+    curve_for,
+    search_accuracy,
+)
 from core.spec import CompressSpec
 
 
@@ -45,7 +50,11 @@ class AccuracySearch(Strategy):
     of the uncompressed model's (the default)."""
 
     def choose(self, context: RankContext) -> RankChoice:
-        return search_accuracy(context.problem, context.family, context.evaluator, context.progress)
+        choice = search_accuracy(
+            context.problem, context.family, context.evaluator, context.progress
+        )
+        choice.beyond = allocations_beyond(context.family, choice.ranks)
+        return choice
 
 
 class FixedAllocation(Strategy):

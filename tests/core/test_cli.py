@@ -210,3 +210,15 @@ def test_spec_paths_become_flags():
     assert terms.flags["data.dataset"] == "--dataset" and terms.flags["compress.budget"] == (
         "--budget"
     )
+
+
+def test_the_search_after_fine_tuning_is_a_switch():
+    from lorita.cli import build_parser
+    from lorita.compress_command import _spec_from_args
+
+    parse = build_parser().parse_args
+    base = ["compress", "--arch", "resnet20", "--dataset", "digits"]
+    assert _spec_from_args(parse(base)).compress.finetune_search is None  # the family's
+    off = _spec_from_args(parse([*base, "--no-finetune-search"]))
+    assert off.compress.finetune_search is False
+    assert _spec_from_args(parse([*base, "--finetune-search"])).compress.finetune_search

@@ -21,7 +21,7 @@ def test_the_fcn_warm_start_is_the_measured_one():
     assert default_finetune_epochs("fcn", pretrained=True) == 1
     assert default_finetune_epochs("fcn") == 3
     assert default_finetune_epochs("resnet20", pretrained=True) == 1
-    assert default_finetune_epochs("resnet20") == 0
+    assert default_finetune_epochs("resnet20") == 1  # and searched after (finetune_search)
     assert REGISTRY.recipe_for("fcn") == REGISTRY.recipe_of("fcn")  # scratch is unchanged
 
 

@@ -61,6 +61,7 @@ def submit_form(
         page.get_by_label(re.compile("baseline")).check()
     if not distill:
         page.get_by_label("Fine-tune by distillation").select_option("false")
+        page.get_by_label("Search ranks after fine-tuning").select_option("true")
     page.get_by_role("button", name="Submit job").click()
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
     return page.url.rsplit("/", 1)[-1]
@@ -262,10 +263,20 @@ def test_job_trains_live_then_shows_results_and_downloads(
 
 
 def test_cancel_a_running_job_then_delete_it(page: Page, service, screenshot_dir: Path):
+    page.goto("/jobs/new")  # blank fields show what the architecture's recipe does
+    search = page.get_by_label("Search ranks after fine-tuning")
+    page.get_by_label("Architecture").select_option("resnet20")
+    expect(search.locator("option").first).to_have_text("Recipe default (on)")
+    expect(page.get_by_label("Fine-tune epochs after truncation")).to_have_attribute(
+        "placeholder", "1"
+    )
+    page.get_by_label("Architecture").select_option("fcn")
+    expect(search.locator("option").first).to_have_text("Recipe default (off)")
     job_id = submit_form(page, dataset="digits", epochs=500, distill=False)
     expect(page.locator("#job-state")).to_have_text("Running", timeout=60_000)
-    with service.client() as client:  # the form's choice reached the job's spec
-        assert client.get(f"/jobs/{job_id}").json()["spec"]["compress"]["distill"] is False
+    with service.client() as client:  # the form's choices reached the job's spec
+        compress = client.get(f"/jobs/{job_id}").json()["spec"]["compress"]
+        assert compress["distill"] is False and compress["finetune_search"] is True
 
     # The jobs list shows it running, with its progress refreshed in place.
     listing = page.context.new_page()

@@ -97,6 +97,13 @@ def test_options_give_the_recipe_defaults_for_the_form(client: TestClient):
     assert "fcn" in options["archs"]
     assert options["recipes"]["fcn"]["lr"] > 0
     assert options["torchvision_recipe"]["epochs"] >= 1
+    # What a job does after truncation when the form leaves it blank, per family.
+    assert (
+        options["recipes"]["fcn"]["finetune_epochs"],
+        options["recipes"]["fcn"]["finetune_search"],
+    ) == (3, False)
+    resnet = options["recipes"]["resnet20"]
+    assert (resnet["finetune_epochs"], resnet["finetune_search"]) == (1, True)
     # The form's blank tolerance means the spec default: it shows it, in its own unit.
     assert options["defaults"]["compress.max_accuracy_drop"] == 0.005
 
