@@ -98,3 +98,15 @@ def most_compressed_point(
         "params_drop": 1.0 - best["params_kept"],
         "flops_drop": 1.0 - best["flops_kept"],
     }
+
+
+def float_list(text: str) -> list[float]:
+    """A comma-separated list of numbers on the command line ("0.85,0.7")."""
+    return [float(value) for value in text.split(",")]
+
+
+def add_device_options(parser) -> None:
+    """--device, --data-dir and --results-dir, as every script that trains takes them."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--results-dir", type=Path, help="default bench/results")

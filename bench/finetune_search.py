@@ -28,9 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from bench.common import command_line, machine_info, read_result, write_result
+from bench.common import (
+    add_device_options,
+    command_line,
+    float_list,
+    machine_info,
+    read_result,
+    write_result,
+)
 from bench.peers import load_splits, read_run
 from core.events import never_stop
 from core.job.progress import Progress
@@ -138,14 +143,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--table", action="store_true", help="print the table of the saved result")
     p.add_argument(
         "--tolerances",
-        type=lambda text: [float(v) for v in text.split(",")],
+        type=float_list,
         default=[0.005, 0.01],
         help="max_accuracy_drop values, fractions (comma-separated)",
     )
     p.add_argument("--finetune-epochs", type=int, default=1)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--results-dir", type=Path, help="default bench/results")
+    add_device_options(p)
     args = p.parse_args(argv)
     if not args.table and args.run is None:
         p.error("give --run (a trained run folder) or --table")

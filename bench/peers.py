@@ -34,13 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from bench.common import (
     RESULTS_DIR,
+    add_device_options,
     command_line,
+    float_list,
     machine_info,
     most_compressed_point,
     read_result,
@@ -383,14 +384,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target", choices=("params", "flops"), default="flops")
     p.add_argument(
         "--shares",
-        type=lambda text: [float(v) for v in text.split(",")],
+        type=float_list,
         default=list(DEFAULT_SHARES),
         help="kept shares of --target to run every method at (comma-separated)",
     )
     p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--results-dir", type=Path, help="default bench/results")
+    add_device_options(p)
     args = p.parse_args(argv)
     if not args.plot and not args.train and (args.n1 is None or args.n3 is None):
         p.error("give --n1 and --n3 run folders, or --train, or --plot")
