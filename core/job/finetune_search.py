@@ -46,7 +46,7 @@ class Searched:
     ranks: dict[str, int]
     lowrank: nn.Module
     history: list
-    val_before: float
+    val_before: float | None
     tried: list[dict[str, Any]] = field(default_factory=list)
     # The search's own choice (kept shares, validation accuracy) the walk started from.
     start: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +87,6 @@ def search_after_finetune(
     if kept is None:
         model = search.build(choice.ranks)
         history = search.finetune(model, "none smaller within the tolerance: the search's choice")
-        before = choice.val_accuracy if choice.val_accuracy is not None else float("nan")
-        kept = Searched(dict(choice.ranks), model, history, before)
+        kept = Searched(dict(choice.ranks), model, history, choice.val_accuracy)
     kept.tried, kept.start = tried, dict(choice.chosen)
     return kept

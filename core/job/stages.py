@@ -160,15 +160,18 @@ class JobStages:
             choice, searched = self._search_after_finetune(merged, choice, run, params, flops)
         ranks = choice.ranks
         lowrank = to_lowrank(merged, ranks).to(device).eval()
-        truncated = truncate(merged, ranks).to(device).eval()
         chosen_test = evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
         history: list = []
         if searched is not None:
             lowrank, history = searched.lowrank, searched.history
-            truncated = dense_from_lowrank(lowrank, merged).eval()
         elif spec.compress.finetune_epochs > 0:
             history = self._finetune(lowrank, merged, run)
-            truncated = dense_from_lowrank(lowrank, merged).eval()
+        # The dense export: of the fine-tuned compact model when there is one.
+        truncated = (
+            dense_from_lowrank(lowrank, merged).eval()
+            if searched is not None or spec.compress.finetune_epochs > 0
+            else truncate(merged, ranks).to(device).eval()
+        )
         search = {**choice.search, "time_s": search_time}
         if searched is not None:
             search["before_finetune"] = searched.start
