@@ -49,6 +49,7 @@ from core.result import (
     ResultWarning,
 )
 from core.spec import JobSpec
+from core.tolerance import within_drop
 
 CALIBRATION_SAMPLES = 512
 CALIBRATION_SEED = 0
@@ -257,7 +258,7 @@ def quantize_job(
     fp32, int8 = measured[LOWRANK_FP32], measured[LOWRANK_INT8]
     tolerance = spec.compress.max_accuracy_drop
     cost = fp32.val_accuracy - int8.val_accuracy
-    within = cost <= tolerance + 1e-12
+    within = within_drop(cost, tolerance)
     return Int8Block(
         file=INT8_FILE,
         format=str(details["format"]),

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 
 from core.result import RankSearchBlock, Result, ResultWarning
+from core.tolerance import within_drop
 
 CHANCE_MARGIN_FLOOR = 0.02
 CHANCE_MARGIN_STANDARD_ERRORS = 3.0
@@ -136,7 +137,7 @@ def _baseline_better(result: Result, tolerance: float) -> ResultWarning | None:
     if base is None:
         return None
     gap = base.accuracy.uncompressed - result.accuracy.compressed
-    if gap <= tolerance:
+    if within_drop(gap, tolerance):
         return None
     return ResultWarning(
         kind="baseline_better",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.result import Verdict, VerdictEntry
+from core.tolerance import within_drop
 
 LABELS = {
     "lorita": "LoRITa",
@@ -28,7 +29,7 @@ def decide(
             method=e["method"],
             accuracy=e["accuracy"],
             kept=e["kept"],
-            within_tolerance=e["accuracy"] >= reference_accuracy - tolerance - 1e-12,
+            within_tolerance=within_drop(reference_accuracy - e["accuracy"], tolerance),
         )
         for e in entries
     ]

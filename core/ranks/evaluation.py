@@ -20,6 +20,7 @@ from core.errors import Cancelled
 from core.events import StopCheck
 from core.measure import evaluate
 from core.ranks.problem import RankProblem
+from core.tolerance import within_drop
 
 # Validation samples per candidate: as many as fit this many FLOPs, within the bounds.
 EVAL_FLOPS_CPU = 4e11
@@ -50,7 +51,7 @@ def paired_check(
     gained = int((~reference & marks).sum())
     drop = (lost - gained) / count
     margin = CONFIDENCE_Z * math.sqrt(lost + gained) / count
-    return marks.double().mean().item(), drop + margin <= max_drop + 1e-12
+    return marks.double().mean().item(), within_drop(drop + margin, max_drop)
 
 
 class PairedEvaluator:

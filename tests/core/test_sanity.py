@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core.peers.verdict import decide
 from core.pipeline import run_job
 from core.result import Result
 from core.sanity import chance_accuracy, chance_margin, result_warnings
@@ -133,6 +134,24 @@ def test_a_better_baseline_is_said_with_numbers():
     assert "0.50" in message  # the tolerance it exceeds
     within = block(0.9580, 0.95)
     assert result_warnings(result(0.9584, 0.9556, baseline=within), BALANCED_360) == []
+
+
+def test_a_gap_equal_to_the_tolerance_is_within_for_the_warning_and_the_verdict():
+    # 98.58% - 98.08% is 0.0050000000000000044 in floats: half a point on paper. The
+    # report once said "within 0.50 pts" in its verdict and "more than the allowed 0.50"
+    # in this warning for the same two numbers.
+    assert 0.9858 - 0.9808 > 0.005
+    at_tolerance = result(0.9820, 0.9808, baseline=block(0.9858, 0.9853))
+    assert result_warnings(at_tolerance, BALANCED_360) == []
+    entries = [{"method": "lorita", "accuracy": 0.9808, "kept": 0.06}]
+    verdict = decide(entries, reference_accuracy=0.9858, tolerance=0.005, target="params")
+    assert verdict.criterion == "smallest_within_tolerance"
+    # One test sample more lost (of 10,000) is past it, for both.
+    past = result(0.9820, 0.9807, baseline=block(0.9858, 0.9853))
+    assert kinds(result_warnings(past, BALANCED_360)) == [("baseline_better", None)]
+    entries = [{"method": "lorita", "accuracy": 0.9807, "kept": 0.06}]
+    verdict = decide(entries, reference_accuracy=0.9858, tolerance=0.005, target="params")
+    assert verdict.criterion == "most_accurate"
 
 
 @pytest.mark.slow
