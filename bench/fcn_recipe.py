@@ -25,6 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 RESULTS = Path(__file__).parent / "results" / "fcn_recipe.json"
 EPOCHS = 8
+# The first runs did not record their CPU model.
+EARLIER_CPU = "x86-64 (not recorded)"
 
 
 def _adamw(lr: float = 1e-3, weight_decay: float = 0.05, **extra) -> dict:
@@ -53,12 +55,25 @@ SETTINGS: dict[str, tuple[int, dict, dict]] = {
     "n3-adamw-wd0.1-lr2-ft2": (3, _adamw(lr=2e-3, weight_decay=0.1), _ft(2)),
     "n3-adamw-bs64-ft2": (3, _adamw(batch_size=64), _ft(2)),
     "n3-adamw-lr2-ft3": (3, _adamw(lr=2e-3), _ft(3)),
+    # The same decay per step (lr x weight decay) as the default at half the step size,
+    # and twice that decay.
+    "n3-adamw-lr1-wd0.1-ft3": (3, _adamw(lr=1e-3, weight_decay=0.1), _ft(3)),
+    "n3-adamw-lr1-wd0.2-ft3": (3, _adamw(lr=1e-3, weight_decay=0.2), _ft(3)),
+    # The default recipe trained longer: what closing the gap to N=1 would take.
+    "n3-adamw-lr2-ft3-12ep": (3, _adamw(lr=2e-3, epochs=12), _ft(3)),
     "n1-adamw-onecycle": (1, _adamw(), _ft(0)),
     "n1-adamw-lr2": (1, _adamw(lr=2e-3), _ft(0)),
 }
 
 
+def run_key(name: str, seed: int, processor: str) -> str:
+    # The same seed gives different models on different CPUs (float summation order):
+    # runs from different machines are kept side by side, not overwritten.
+    return f"{name}/s{seed}/{processor}"
+
+
 def run_setting(name: str, seed: int, work: Path) -> dict:
+    from bench.common import machine_info
     from core.pipeline import run_job
     from core.spec import JobSpec
 
@@ -77,6 +92,7 @@ def run_setting(name: str, seed: int, work: Path) -> dict:
     return {
         "setting": name,
         "seed": seed,
+        "processor": machine_info("cpu")["processor"],
         "factor": factor,
         "train": train,
         "compress": compress,
@@ -93,13 +109,18 @@ def _load() -> dict:
 
 def table(payload: dict) -> str:
     rows = [
-        "| setting | N | seed | test acc | compressed test acc | params kept | ranks |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | N | seed | CPU | test acc | compressed test acc | params kept | ranks |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for run in sorted(payload["runs"].values(), key=lambda r: (r["setting"], r["seed"])):
+
+    def order(run: dict) -> tuple:
+        return run["setting"], run["seed"], run.get("processor", "")
+
+    for run in sorted(payload["runs"].values(), key=order):
         params = run["params"]
         rows.append(
             f"| {run['setting']} | {run['factor']} | {run['seed']} "
+            f"| {run.get('processor', EARLIER_CPU)} "
             f"| {100 * run['accuracy']['uncompressed']:.2f} "
             f"| {100 * run['accuracy']['compressed']:.2f} "
             f"| {100 * params['compressed'] / params['uncompressed']:.1f}% "
@@ -120,7 +141,7 @@ def main() -> None:
         for name in args.only or sorted(SETTINGS):
             for seed in args.seeds:
                 run = run_setting(name, seed, args.work_dir)
-                payload["runs"][f"{name}/s{seed}"] = run
+                payload["runs"][run_key(name, seed, run["processor"])] = run
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
     print(table(payload))

@@ -19,6 +19,12 @@ on the CPU at batch 1 and 64 in interleaved rounds.
     python -m bench.peers --setting resnet20-fashion --n1 RUN_N1 --n3 RUN_N3 --target flops
     python -m bench.peers --setting fcn-mnist --train --arch fcn --dataset mnist --epochs 8
     python -m bench.peers --setting resnet20-fashion --plot
+    python -m bench.peers --setting resnet20-fashion --add-lorita RUN_N2   # another N
+
+`--add-lorita` puts one more LoRITa model (a run with another N, same architecture, data
+and recipe) into an existing result: its truncation (+ fine-tune) curves on the stored
+grid, judged against the stored N=1 reference, timed side by side with its own dense
+merged model (which has the N=1 network's exact structure).
 
 Results: bench/results/peers_<setting>.json; `table(payload)` renders them as Markdown,
 and `--plot` redraws bench/results/peers_<setting>.png from that file (and prints the table).
@@ -65,6 +71,8 @@ METHODS = {
     "n1_trunc_ft": "N=1 + truncation + fine-tune",
     "pruning": "Torch-Pruning (no fine-tune)",
     "pruning_ft": "Torch-Pruning + fine-tune",
+    "n2_trunc": "LoRITa N=2 + truncation",
+    "n2_trunc_ft": "LoRITa N=2 + truncation + fine-tune",
     "n3_trunc": "LoRITa N=3 + truncation",
     "n3_trunc_ft": "LoRITa N=3 + truncation + fine-tune",
 }
@@ -74,6 +82,8 @@ METHOD_STYLES = {
     "n1_trunc_ft": ("tab:orange", "--"),
     "pruning": ("tab:brown", "--"),
     "pruning_ft": ("tab:green", "--"),
+    "n2_trunc": ("tab:olive", "-"),
+    "n2_trunc_ft": ("tab:cyan", "-"),
     "n3_trunc": ("tab:red", "-"),
     "n3_trunc_ft": ("tab:purple", "-"),
 }
@@ -204,21 +214,9 @@ def run_setting(args: argparse.Namespace, n1_dir: Path, n3_dir: Path) -> dict[st
     reference = {"n1": setting.accuracy(n1), "n3": setting.accuracy(n3)}
     shares = sorted(args.shares, reverse=True)
     curves, models = setting.sweep(n1, n3, shares)
-
-    summary: dict[str, Any] = {}
-    timed: dict[str, nn.Module] = {"n1_dense": n1, "n3_dense": n3}
-    for name, curve in curves.items():
-        summary[name] = {}
-        for tol in TOLERANCES:
-            floor = reference["n1"] - tol
-            point = most_compressed_point(curve, floor, "test_accuracy", MOST_COMPRESSED_FIRST)
-            summary[name][str(tol)] = point
-            if point is not None and tol == max(TOLERANCES):
-                timed[name] = models[name][point["requested"]]
-    latency = cpu_latencies(timed, setting.shape)
-    for name, by_batch in latency.items():
-        if name in summary:
-            summary[name]["latency_ms_at_1pt"] = {f"batch_{b}": t for b, t in by_batch.items()}
+    summary, latency = summarize(
+        curves, models, reference["n1"], {"n1_dense": n1, "n3_dense": n3}, setting.shape
+    )
 
     return {
         "setting": args.setting,
@@ -242,6 +240,84 @@ def run_setting(args: argparse.Namespace, n1_dir: Path, n3_dir: Path) -> dict[st
     }
 
 
+def summarize(
+    curves: dict[str, list[dict[str, Any]]],
+    models: dict[str, dict[float, nn.Module]],
+    reference: float,
+    dense: dict[str, nn.Module],
+    shape: tuple[int, int, int],
+) -> tuple[dict[str, Any], dict[str, dict[int, float]]]:
+    """Per method, the most compressed point within each tolerance of `reference`; the
+    models at the 1-point mark are timed together with the `dense` ones (interleaved)."""
+    summary: dict[str, Any] = {}
+    timed = dict(dense)
+    for name, curve in curves.items():
+        summary[name] = {}
+        for tol in TOLERANCES:
+            floor = reference - tol
+            point = most_compressed_point(curve, floor, "test_accuracy", MOST_COMPRESSED_FIRST)
+            summary[name][str(tol)] = point
+            if point is not None and tol == max(TOLERANCES):
+                timed[name] = models[name][point["requested"]]
+    latency = cpu_latencies(timed, shape)
+    for name, by_batch in latency.items():
+        if name in summary:
+            summary[name]["latency_ms_at_1pt"] = {f"batch_{b}": t for b, t in by_batch.items()}
+    return summary, latency
+
+
+def add_lorita(args: argparse.Namespace, payload: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`payload` with the LoRITa run in `folder` (another N) added on the stored grid."""
+    spec, network = read_run(folder)
+    factor = spec.lorita.factor
+    if (spec.model.arch, spec.data.dataset) != (payload["arch"], payload["dataset"]):
+        raise SystemExit(
+            f"{folder} is {spec.model.arch} on {spec.data.dataset}; this result is "
+            f"{payload['arch']} on {payload['dataset']}"
+        )
+    key = f"n{factor}"
+    if f"{key}_trunc" not in METHODS:
+        raise SystemExit(f"no rows for N={factor}: the table knows {sorted(METHODS)}")
+    # The stored grid and fine-tuning, whatever the command line says.
+    args.target, args.finetune_epochs = payload["target"], payload["finetune_epochs"]
+    setting = Setting(spec, load_splits(spec, args.data_dir), args)
+    network = network.to(args.device)
+    curves = {f"{key}_trunc": [], f"{key}_trunc_ft": []}
+    models: dict[str, dict[float, nn.Module]] = {name: {} for name in curves}
+    for share in payload["shares"]:
+        started = time.monotonic()
+        built = {f"{key}_trunc": setting.truncated(network, share)}
+        if args.finetune_epochs > 0:
+            tuned = setting.finetuned(setting.truncated(network, share), f"{key}_trunc_ft")
+            built[f"{key}_trunc_ft"] = tuned
+        for name, model in built.items():
+            curves[name].append(setting.point(model, network, share))
+            models[name][share] = model
+        print(
+            f"share {share:.3f}: "
+            + ", ".join(f"{n} {c[-1]['test_accuracy']:.4f}" for n, c in curves.items() if c)
+            + f" ({time.monotonic() - started:.0f}s)",
+            file=sys.stderr,
+        )
+    curves = {name: curve for name, curve in curves.items() if curve}
+    reference = payload["reference_test_accuracy"]["n1"]
+    dense_name = f"{key}_dense"
+    summary, latency = summarize(curves, models, reference, {dense_name: network}, setting.shape)
+    payload["curves"].update(curves)
+    payload["summary"].update(summary)
+    payload["reference_test_accuracy"][key] = setting.accuracy(network)
+    payload["epochs"][key] = spec.train.epochs
+    payload["runs"][key] = folder.name
+    payload.setdefault("added", {})[key] = {
+        # Its rows were timed in their own run, beside this dense model (not beside the
+        # N=1 run's): compare their latency with this, not with the table's first row.
+        "dense_latency_ms": {f"batch_{b}": t for b, t in latency[dense_name].items()},
+        "machine": machine_info(args.device),
+        "command": command_line(),
+    }
+    return payload
+
+
 # ------------------------------------------------------------------ output
 
 
@@ -251,12 +327,15 @@ def _pct(value: float | None, digits: int = 1) -> str:
 
 def table(payload: dict[str, Any]) -> str:
     """Markdown: per method, accuracy and params/FLOPs drop at 0.5 and 1 point, latency."""
+    runs = sorted(payload["epochs"])  # n1, n2, n3
+    epochs = " / ".join(f"N={key[1:]} {payload['epochs'][key]} epochs" for key in runs)
+    accuracies = ", ".join(
+        f"N={key[1:]} uncompressed {_pct(payload['reference_test_accuracy'][key], 2)}"
+        for key in runs
+    )
     lines = [
-        f"{payload['arch']} on {payload['dataset']}, N=1 {payload['epochs']['n1']} epochs / "
-        f"N=3 {payload['epochs']['n3']} epochs, fine-tune {payload['finetune_epochs']} epochs, "
-        f"grid on {payload['target']}; N=1 uncompressed "
-        f"{_pct(payload['reference_test_accuracy']['n1'], 2)}, N=3 uncompressed "
-        f"{_pct(payload['reference_test_accuracy']['n3'], 2)} (test)",
+        f"{payload['arch']} on {payload['dataset']}, {epochs}, fine-tune "
+        f"{payload['finetune_epochs']} epochs, grid on {payload['target']}; {accuracies} (test)",
         "",
         "| method | acc @0.5 pt | params drop @0.5 | FLOPs drop @0.5 | acc @1 pt "
         "| params drop @1 | FLOPs drop @1 | CPU ms b1 @1 | CPU ms b64 @1 |",
@@ -374,6 +453,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--n1", type=Path, help="folder of the trained N=1 run")
     p.add_argument("--n3", type=Path, help="folder of the trained N=3 run")
+    p.add_argument(
+        "--add-lorita",
+        type=Path,
+        metavar="RUN",
+        help="add a LoRITa run of another N to the stored peers_SETTING.json",
+    )
     p.add_argument("--train", action="store_true", help="train both runs first (short settings)")
     p.add_argument("--arch", default="fcn", help="with --train")
     p.add_argument("--dataset", default="mnist", help="with --train")
@@ -391,8 +476,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=2)
     add_device_options(p)
     args = p.parse_args(argv)
-    if not args.plot and not args.train and (args.n1 is None or args.n3 is None):
-        p.error("give --n1 and --n3 run folders, or --train, or --plot")
+    chosen = args.plot or args.train or args.add_lorita is not None
+    if not chosen and (args.n1 is None or args.n3 is None):
+        p.error("give --n1 and --n3 run folders, or --train, --add-lorita or --plot")
     return args
 
 
@@ -406,6 +492,16 @@ def main(argv: list[str] | None = None) -> int:
         print(table(payload))
         path = plot(payload, (args.results_dir or RESULTS_DIR) / f"{name}.png")
         print(f"\ndrawn to {path}", file=sys.stderr)
+        return 0
+    if args.add_lorita is not None:
+        name = f"peers_{args.setting}"
+        payload = read_result(name, args.results_dir)
+        if payload is None:
+            raise SystemExit(f"no {name}.json in the results folder: run the benchmark first")
+        payload = add_lorita(args, payload, args.add_lorita)
+        path = write_result(name, payload, args.results_dir)
+        print(table(payload))
+        print(f"\nwritten to {path}", file=sys.stderr)
         return 0
     if args.train:
         work = args.work_dir or Path(tempfile.mkdtemp(prefix="peers-"))
