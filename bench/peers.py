@@ -166,6 +166,18 @@ class Setting:
             "test_accuracy": self.accuracy(model),
         }
 
+    def record(self, built, dense, share, curves, models, started: float) -> None:
+        """Score the `built` models of one share into `curves` / `models` and say so."""
+        for name, model in built.items():
+            curves[name].append(self.point(model, dense, share))
+            models[name][share] = model
+        print(
+            f"share {share:.3f}: "
+            + ", ".join(f"{n} {c[-1]['test_accuracy']:.4f}" for n, c in curves.items() if c)
+            + f" ({time.monotonic() - started:.0f}s)",
+            file=sys.stderr,
+        )
+
     def truncated(self, dense: nn.Module, share: float) -> nn.Module:
         names = eligible_layers(dense, include=self.spec.lorita.include, exclude=self.exclude)
         device = self.args.device
@@ -191,15 +203,7 @@ class Setting:
                 built["pruning_ft"] = self.finetuned(pruned, "pruning_ft")
             else:
                 built["pruning"] = pruned
-            for name, model in built.items():
-                curves[name].append(self.point(model, n1, share))
-                models[name][share] = model
-            print(
-                f"share {share:.3f}: "
-                + ", ".join(f"{n} {c[-1]['test_accuracy']:.4f}" for n, c in curves.items() if c)
-                + f" ({time.monotonic() - started:.0f}s)",
-                file=sys.stderr,
-            )
+            self.record(built, n1, share, curves, models, started)
         return {k: v for k, v in curves.items() if v}, models
 
 
@@ -290,15 +294,7 @@ def add_lorita(args: argparse.Namespace, payload: dict[str, Any], folder: Path) 
         if args.finetune_epochs > 0:
             tuned = setting.finetuned(setting.truncated(network, share), f"{key}_trunc_ft")
             built[f"{key}_trunc_ft"] = tuned
-        for name, model in built.items():
-            curves[name].append(setting.point(model, network, share))
-            models[name][share] = model
-        print(
-            f"share {share:.3f}: "
-            + ", ".join(f"{n} {c[-1]['test_accuracy']:.4f}" for n, c in curves.items() if c)
-            + f" ({time.monotonic() - started:.0f}s)",
-            file=sys.stderr,
-        )
+        setting.record(built, network, share, curves, models, started)
     curves = {name: curve for name, curve in curves.items() if curve}
     reference = payload["reference_test_accuracy"]["n1"]
     dense_name = f"{key}_dense"
