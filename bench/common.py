@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from core.atomic import write_text_atomic
+from core.tolerance import within_drop
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -88,8 +89,8 @@ def most_compressed_point(
     """The most compressed point of `curve` whose `accuracy` key is at least `floor`, with
     its params and FLOPs drops (1 - the kept share) added; None if no point is. `order`
     names the kept shares compared, the first deciding and the next breaking ties."""
-    # The tolerance lets a point exactly at the floor pass despite float rounding.
-    passing = [p for p in curve if p[accuracy] >= floor - 1e-12]
+    # The job's own rule, so that a point exactly at the floor passes despite float rounding.
+    passing = [p for p in curve if within_drop(floor - p[accuracy], 0.0)]
     if not passing:
         return None
     best = min(passing, key=lambda p: tuple(p[key] for key in order))

@@ -49,6 +49,7 @@ from core.ranks import BudgetFamily, RankProblem
 from core.recipes import resolve_spec
 from core.result import CurvePoint
 from core.spec import JobSpec
+from core.tolerance import within_drop
 from core.train import seed_everything, train_model
 
 TOLERANCES = (0.005, 0.01)
@@ -177,7 +178,7 @@ def sweep(
 
 def drop_at(curve: list[dict[str, Any]], floor: float, key: str) -> dict[str, Any] | None:
     """The most compressed point with ``key`` accuracy >= floor (None if none is)."""
-    passing = [p for p in curve if p[key] >= floor - 1e-12]
+    passing = [p for p in curve if within_drop(floor - p[key], 0.0)]
     if not passing:
         return None
     best = min(passing, key=lambda p: (p["params_kept"], p["flops_kept"]))
