@@ -58,9 +58,13 @@ def parse_last_event_id(value: str | None) -> int | None:
 
 def _read_new(job_id: str, after: int) -> Any:
     def read(session: Session) -> tuple[list[dict], str | None]:
-        rows = repo.events_after(session, job_id, after)
+        # The status first: each statement sees what was committed when it ran, and the
+        # worker commits the final status with its last event. Read the other way round,
+        # a job finishing between the two reads looks final with no event left to send,
+        # and the stream would end without the job's last state.
         job = session.get(Job, job_id)
         status = job.status if job else None
+        rows = repo.events_after(session, job_id, after)
         return (
             [{"id": row.id, "type": row.type, "data": row.data} for row in rows],
             status,

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from store import jobs as repo
 from store.db import session_scope
-from store.models import Job
+from store.models import FINAL_STATES, Job
 
 from .conftest import QUICK_SPEC, Api
 
@@ -58,3 +58,39 @@ def test_list_pagination(settings, alice):
         for job_id in ids:
             assert api.delete(f"/jobs/{job_id}").status_code == 204
         assert api.get(f"/jobs/{ids[0]}/events").status_code == 404
+
+
+def test_a_job_that_finishes_between_the_stream_reads_still_sends_its_last_state(settings, alice):
+    # The race that once ended a stream without "succeeded": the worker commits the final
+    # status (with its state event) while the stream is between its two reads. Made
+    # certain here by committing it right after the stream's first statement.
+    from sqlalchemy import event
+
+    from api.routes.events import _read_new
+
+    unserved = settings.model_copy(update={"queue_name": f"{settings.queue_name}-nobody"})
+    with TestClient(create_app(unserved)) as client:
+        job_id = Api(client, alice.token).submit(QUICK_SPEC)
+    with session_scope(settings) as session:
+        assert repo.claim_job(session, job_id, "race-worker")
+        seen = max(row.id for row in repo.events_after(session, job_id, 0))
+
+    def finish_now(*_args) -> None:
+        if not finished:
+            finished.append(True)
+            with session_scope(settings) as other:
+                assert repo.finish_job(other, job_id, "race-worker", "succeeded")
+
+    finished: list[bool] = []
+    sent: list[str] = []
+    with session_scope(settings) as session:
+        event.listen(session.connection(), "after_cursor_execute", finish_now)
+        events, status = _read_new(job_id, seen)(session)
+    assert finished  # the job did finish between the reads
+    # The stream's own rule: poll until a read finds the job final and nothing new.
+    while events or status not in FINAL_STATES:
+        sent += [e["data"]["status"] for e in events if e["type"] == "state"]
+        seen = max([seen, *(e["id"] for e in events)])
+        with session_scope(settings) as session:
+            events, status = _read_new(job_id, seen)(session)
+    assert sent == ["succeeded"]
