@@ -197,8 +197,6 @@ def _spec_from_args(args: argparse.Namespace):
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from core.pipeline import run_job
-
     problem = dataset_problem(args.dataset.strip())
     if problem:
         raise SpecError(problem)
@@ -216,6 +214,10 @@ def _compress(args: argparse.Namespace) -> int:
     if plan.action == "finished":
         stored = Result.model_validate_json((out_dir / "report.json").read_text())
         return _show(stored, args, out_dir, 0.0)
+    # torch is imported only now: a mistake in the flags, or a run that already finished,
+    # is answered in a fraction of a second instead of after the seconds torch takes.
+    from core.pipeline import run_job
+
     record_run(out_dir, requested)
     view = ProgressView(args.quiet)
     started = time.monotonic()

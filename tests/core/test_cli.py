@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,14 @@ from core.measure import count_flops, count_params
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _lorita(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def _lorita(
+    *args: str, timeout: float = 300, torch_free: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run the CLI. `torch_free`: a folder whose `torch` package refuses to import, put
+    first on the path: the command must then get by without torch."""
     # One torch thread: the model is tiny and the suite may share the CPU (see other tests).
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    path = [str(torch_free)] if torch_free else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(REPO)]), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "lorita.cli", *args],
         cwd=REPO,
@@ -28,6 +34,17 @@ def _lorita(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="module")
+def no_torch(tmp_path_factory) -> Path:
+    """A folder holding a `torch` that cannot be imported (see `_lorita`)."""
+    folder = tmp_path_factory.mktemp("no-torch")
+    (folder / "torch").mkdir()
+    (folder / "torch" / "__init__.py").write_text(
+        "raise ImportError('this command must not need torch')\n"
+    )
+    return folder
 
 
 @pytest.mark.slow
@@ -91,8 +108,10 @@ def test_compress_table_output(tmp_path):
     )
 
 
-def test_unknown_dataset_exits_with_code_2():
-    done = _lorita("compress", "--arch", "fcn", "--dataset", "nope", "--epochs", "1")
+def test_unknown_dataset_exits_with_code_2(no_torch):
+    done = _lorita(
+        "compress", "--arch", "fcn", "--dataset", "nope", "--epochs", "1", torch_free=no_torch
+    )
     assert done.returncode == 2
     assert "unknown dataset 'nope'" in done.stderr and done.stdout == ""
 
@@ -124,14 +143,15 @@ def test_default_folder_names_are_one_safe_folder():
 
 
 @pytest.mark.slow
-def test_reruns_say_what_they_do(tmp_path):
+def test_reruns_say_what_they_do(tmp_path, no_torch):
     out = tmp_path / "run"
     first = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(out), "--keep-checkpoints")
     assert first.returncode == 0, first.stderr
     assert (out / "checkpoints" / "lorita.pt").is_file()  # kept on request
 
     # The same run again: nothing is trained; it says where the result is and shows it.
-    again = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(out), "--json")
+    # Showing a finished run needs no torch.
+    again = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(out), "--json", torch_free=no_torch)
     assert again.returncode == 0, again.stderr
     assert "already finished" in again.stderr and str(out / "report.json") in again.stderr
     assert json.loads(again.stdout) == json.loads((out / "report.json").read_text())
@@ -144,7 +164,7 @@ def test_reruns_say_what_they_do(tmp_path):
     assert (out / "report.json").is_file() and not (out / "checkpoints").exists()
 
     # Other settings into the same folder: refused, in flag terms, until --force.
-    other = _lorita(*TINY_RUN, "--epochs", "2", "--out", str(out))
+    other = _lorita(*TINY_RUN, "--epochs", "2", "--out", str(out), torch_free=no_torch)
     assert other.returncode == 2 and other.stdout == ""
     assert "--epochs 1 -> 2" in other.stderr and "--force" in other.stderr
     forced = _lorita(*TINY_RUN, "--epochs", "2", "--out", str(out), "--json", "--force")
@@ -152,9 +172,9 @@ def test_reruns_say_what_they_do(tmp_path):
     assert json.loads(forced.stdout)["spec"]["train"]["epochs"] == 2
 
 
-def test_a_folder_that_is_no_run_is_not_written_into(tmp_path):
+def test_a_folder_that_is_no_run_is_not_written_into(tmp_path, no_torch):
     (tmp_path / "notes.txt").write_text("mine")
-    done = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(tmp_path))
+    done = _lorita(*TINY_RUN, "--epochs", "1", "--out", str(tmp_path), torch_free=no_torch)
     assert done.returncode == 2 and "holds no lorita run" in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
@@ -162,28 +182,31 @@ def test_a_folder_that_is_no_run_is_not_written_into(tmp_path):
 # ---------------------------------------------------------------- messages
 
 
-def test_errors_use_flags_and_suggest(tmp_path):
-    typo = _lorita("compress", "--arch", "fcn", "--dataset", "fashion_mnist")
+def test_errors_use_flags_and_suggest(tmp_path, no_torch):
+    # Every one of these is answered before torch is imported (a fraction of a second).
+    refused = partial(_lorita, torch_free=no_torch)
+
+    typo = refused("compress", "--arch", "fcn", "--dataset", "fashion_mnist")
     assert typo.returncode == 2
     assert "--dataset: unknown dataset 'fashion_mnist'; did you mean 'fashion-mnist'?" in (
         typo.stderr
     )
     assert ".npz / .zip file" in typo.stderr and "upload:ID" not in typo.stderr
 
-    upload = _lorita("compress", "--arch", "fcn", "--dataset", "upload:123")
+    upload = refused("compress", "--arch", "fcn", "--dataset", "upload:123")
     assert upload.returncode == 2 and "uploaded to a lorita service" in upload.stderr
 
-    missing = _lorita("compress", "--arch", "fcn", "--dataset", str(tmp_path / "mine.npz"))
+    missing = refused("compress", "--arch", "fcn", "--dataset", str(tmp_path / "mine.npz"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
-    drop = _lorita("compress", "--arch", "fcn", "--dataset", "digits", "--max-accuracy-drop", "1")
+    drop = refused("compress", "--arch", "fcn", "--dataset", "digits", "--max-accuracy-drop", "1")
     assert drop.returncode == 2
     assert "--max-accuracy-drop: a fraction of accuracy: 0.01 means one percentage point" in (
         drop.stderr
     )
     assert "Value error" not in drop.stderr and "compress." not in drop.stderr
 
-    budget = _lorita("compress", "--arch", "fcn", "--dataset", "digits", "--strategy", "budget")
+    budget = refused("compress", "--arch", "fcn", "--dataset", "digits", "--strategy", "budget")
     assert budget.returncode == 2 and "needs --budget" in budget.stderr
 
 
