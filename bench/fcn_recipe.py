@@ -27,6 +27,8 @@ RESULTS = Path(__file__).parent / "results" / "fcn_recipe.json"
 EPOCHS = 8
 # The first runs did not record their CPU model.
 EARLIER_CPU = "x86-64 (not recorded)"
+# Nor, until 2026-12-02, the day they ran on.
+EARLIER_DAY = "earlier"
 
 
 def _adamw(lr: float = 1e-3, weight_decay: float = 0.05, **extra) -> dict:
@@ -66,10 +68,11 @@ SETTINGS: dict[str, tuple[int, dict, dict]] = {
 }
 
 
-def run_key(name: str, seed: int, processor: str) -> str:
+def run_key(name: str, seed: int, processor: str, day: str | None = None) -> str:
     # The same seed gives different models on different CPUs (float summation order):
-    # runs from different machines are kept side by side, not overwritten.
-    return f"{name}/s{seed}/{processor}"
+    # runs from different machines are kept side by side, not overwritten. Machines
+    # with the same model name differ too, so a run also keys by the day it ran on.
+    return f"{name}/s{seed}/{processor}" + (f"/{day}" if day else "")
 
 
 def run_setting(name: str, seed: int, work: Path) -> dict:
@@ -93,14 +96,26 @@ def run_setting(name: str, seed: int, work: Path) -> dict:
         "setting": name,
         "seed": seed,
         "processor": machine_info("cpu")["processor"],
+        "day": time.strftime("%Y-%m-%d"),
         "factor": factor,
         "train": train,
         "compress": compress,
         "accuracy": result.accuracy.model_dump(),
         "params": result.params.model_dump(),
         "ranks": result.ranks,
+        "train_loss": [epoch.train_loss for epoch in result.history],
         "wall_s": time.monotonic() - started,
     }
+
+
+def loss_rise(run: dict) -> str:
+    """The largest rise of the training loss from one epoch to the next: a spike shows
+    as a rise, a healthy run has none ("-"); blank for runs that did not record it."""
+    losses = run.get("train_loss")
+    if not losses:
+        return ""
+    rise = max((b - a for a, b in zip(losses, losses[1:], strict=False)), default=0.0)
+    return f"+{rise:.3f}" if rise > 0 else "-"
 
 
 def _load() -> dict:
@@ -109,18 +124,20 @@ def _load() -> dict:
 
 def table(payload: dict) -> str:
     rows = [
-        "| setting | N | seed | CPU | test acc | compressed test acc | params kept | ranks |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | N | seed | CPU | day | train loss rise | test acc | compressed test acc "
+        "| params kept | ranks |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def order(run: dict) -> tuple:
-        return run["setting"], run["seed"], run.get("processor", "")
+        return run["setting"], run["seed"], run.get("processor", ""), run.get("day", "")
 
     for run in sorted(payload["runs"].values(), key=order):
         params = run["params"]
         rows.append(
             f"| {run['setting']} | {run['factor']} | {run['seed']} "
-            f"| {run.get('processor', EARLIER_CPU)} "
+            f"| {run.get('processor', EARLIER_CPU)} | {run.get('day', EARLIER_DAY)} "
+            f"| {loss_rise(run)} "
             f"| {100 * run['accuracy']['uncompressed']:.2f} "
             f"| {100 * run['accuracy']['compressed']:.2f} "
             f"| {100 * params['compressed'] / params['uncompressed']:.1f}% "
@@ -141,7 +158,10 @@ def main() -> None:
         for name in args.only or sorted(SETTINGS):
             for seed in args.seeds:
                 run = run_setting(name, seed, args.work_dir)
-                payload["runs"][run_key(name, seed, run["processor"])] = run
+                # Read again before writing: another run of this bench may have added
+                # its rows meanwhile (two settings at a time on two cores).
+                payload = _load()
+                payload["runs"][run_key(name, seed, run["processor"], run["day"])] = run
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
     print(table(payload))
