@@ -17,7 +17,12 @@ from core.measure import measure_latency_ms
 from core.result import CpuLatency
 
 LATENCY_BATCHES = (1, 64)
-LATENCY_ROUNDS = 3
+# A small model's batch-1 measurement is a few milliseconds of passes, which one hiccup
+# of the machine can double: the FCN job once showed LoRITa's 6%-model at 0.170 ms
+# beside a same-shaped peer at 0.090. The median over nine rounds held within 0.003 ms
+# over repeated runs where three rounds did not (bench/README.md, "The seed-0 spike,
+# looked for again"); it costs seconds, against the minutes of the fine-tunings.
+LATENCY_ROUNDS = 9
 
 
 def cpu_latencies(
