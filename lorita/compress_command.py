@@ -98,6 +98,11 @@ def add_compress(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, help="the LoRITa penalty strength")
     p.add_argument("--optimizer", choices=get_args(Optimizer))
     p.add_argument("--schedule", choices=get_args(Schedule))
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="0 to <1 (default: the architecture family's; 0 for the FCN, 0.1 for the CNNs)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--train-subset", type=int, help="train on this many samples only")
     p.add_argument(
@@ -166,7 +171,16 @@ SPEC_OPTIONS = {
     "model": ("arch", "weights"),
     "data": ("dataset", "train_subset"),
     "lorita": ("factor", "include", "exclude"),
-    "train": ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed"),
+    "train": (
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "schedule",
+        "label_smoothing",
+        "seed",
+    ),
     "compress": (
         "strategy",
         "target",

@@ -245,3 +245,16 @@ def test_the_search_after_fine_tuning_is_a_switch():
     off = _spec_from_args(parse([*base, "--no-finetune-search"]))
     assert off.compress.finetune_search is False
     assert _spec_from_args(parse([*base, "--finetune-search"])).compress.finetune_search
+
+
+def test_label_smoothing_is_a_flag(no_torch):
+    from lorita.cli import build_parser
+    from lorita.compress_command import _spec_from_args
+
+    parse = build_parser().parse_args
+    base = ["compress", "--arch", "fcn", "--dataset", "digits"]
+    assert _spec_from_args(parse(base)).train.label_smoothing is None  # the family's
+    smoothed = _spec_from_args(parse([*base, "--label-smoothing", "0.1"]))
+    assert smoothed.train.label_smoothing == 0.1
+    refused = _lorita(*base, "--label-smoothing", "1", torch_free=no_torch)
+    assert refused.returncode == 2 and "--label-smoothing" in refused.stderr, refused.stderr
