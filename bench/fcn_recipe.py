@@ -16,6 +16,7 @@ Results are merged into bench/results/fcn_recipe.json, keyed by setting and seed
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import time
@@ -141,6 +142,19 @@ def _load() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
 
 
+def _store(run: dict) -> dict:
+    """Add `run` to the results file and return its content. Another run of this bench
+    (two settings at a time on two cores) may write it too: read, add and write under
+    an exclusive lock, or one of two runs finishing together is lost."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        payload = _load()
+        payload["runs"][run_key(run["setting"], run["seed"], run["processor"], run["day"])] = run
+        RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
+    return payload
+
+
 def table(payload: dict) -> str:
     rows = [
         "| setting | N | seed | CPU | day | train loss rise | test acc | compressed test acc "
@@ -177,12 +191,7 @@ def main() -> None:
         for name in args.only or sorted(SETTINGS):
             for seed in args.seeds:
                 run = run_setting(name, seed, args.work_dir)
-                # Read again before writing: another run of this bench may have added
-                # its rows meanwhile (two settings at a time on two cores).
-                payload = _load()
-                payload["runs"][run_key(name, seed, run["processor"], run["day"])] = run
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
+                payload = _store(run)
     print(table(payload))
 
 
