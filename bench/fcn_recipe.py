@@ -88,11 +88,12 @@ SETTINGS: dict[str, tuple[int, dict, dict]] = {
 }
 
 
-def run_key(name: str, seed: int, processor: str, day: str | None = None) -> str:
+def run_key(name: str, seed: int, processor: str, day: str) -> str:
     # The same seed gives different models on different CPUs (float summation order):
     # runs from different machines are kept side by side, not overwritten. Machines
     # with the same model name differ too, so a run also keys by the day it ran on.
-    return f"{name}/s{seed}/{processor}" + (f"/{day}" if day else "")
+    # (Rows stored before that are keyed without the day.)
+    return f"{name}/s{seed}/{processor}/{day}"
 
 
 def run_setting(name: str, seed: int, work: Path) -> dict:

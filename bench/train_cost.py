@@ -380,6 +380,43 @@ def profile_layers(setting: Setting, device: torch.device, rounds: int) -> list[
     return rows
 
 
+def mac_count(setting: Setting, factor: int = 3) -> dict[str, float]:
+    """Multiply-adds of one forward pass of the composed layers against the plain ones:
+    in the orders `auto` picks, and in the cheapest order for each layer (unweighted).
+
+    Per layer the dense map costs positions x square x other; the extra of each order is
+    `core.layers.cheapest_order`'s count, unweighted. The backward pass scales alike."""
+    from core.layers import ComposedLayer
+
+    model = build(setting, Variant(factor, "auto"), torch.device("cpu"))
+    dense = chosen = cheapest = 0
+    costs: list[tuple[int, dict[str, int], str]] = []
+
+    def record(layer, inputs, _output) -> None:
+        x = inputs[0]
+        positions, (square, other) = layer.output_positions(x), layer._order_sizes
+        extra = {
+            "chain": (factor - 1) * positions * square**2,
+            "product": ((factor - 2) * min(square, other) + other) * square**2,
+        }
+        if factor > 2:
+            extra["hybrid"] = (factor - 2) * square**3 + positions * square**2
+        costs.append((positions * square * other, extra, layer.chosen_order(x)))
+
+    hooks = [
+        m.register_forward_hook(record) for m in model.modules() if isinstance(m, ComposedLayer)
+    ]
+    with torch.no_grad():
+        model.eval()(batch_for(setting, torch.device("cpu"))[0])
+    for hook in hooks:
+        hook.remove()
+    for layer_dense, extra, order in costs:
+        dense += layer_dense
+        chosen += extra[order]
+        cheapest += min(extra.values())
+    return {"auto": 1 + chosen / dense, "cheapest": 1 + cheapest / dense, "layers": len(costs)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -396,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         "--merge",
         action="store_true",
         help="keep the other settings already in results/<out>.json (rerun a few settings)",
+    )
+    parser.add_argument(
+        "--mac-count",
+        action="store_true",
+        help="print the composed layers' multiply-adds against N=1 (N=3; no timing)",
     )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -416,6 +458,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = [s for s in settings if args.only in s.name]
     if args.rounds:
         settings = [replace(s, rounds=args.rounds) for s in settings]
+    if args.mac_count:
+        for setting in settings:
+            counts = mac_count(setting)
+            print(
+                f"{setting.name}: N=3 multiply-adds x N=1 over {counts['layers']} composed "
+                f"layers: {counts['auto']:.3f} in auto's orders, {counts['cheapest']:.3f} at best"
+            )
+        return 0
     result: dict[str, Any] = {
         "benchmark": "train_cost",
         "command": command_line(),

@@ -101,7 +101,7 @@ def add_compress(subparsers) -> None:
     p.add_argument(
         "--label-smoothing",
         type=float,
-        help="0 to <1 (default: the architecture family's; 0 for the FCN, 0.1 for the CNNs)",
+        help="0 to <1 (default: the architecture family's; 0 for the FCN, 0.1 for the others)",
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--train-subset", type=int, help="train on this many samples only")

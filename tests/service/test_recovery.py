@@ -14,10 +14,11 @@ from .conftest import QUICK_SPEC, Api, WorkerProcess
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-# Long enough that a worker is stopped mid-training even on a fast, idle machine: each
-# epoch of small batches over the whole digits training split takes 0.5-2 s, and the
-# stop comes within a poll (0.2 s) of the first checkpoint. If the job ever finished
-# first, the attempt counts below would fail the test, not pass it.
+# Long enough that a worker is stopped mid-training even on a fast, idle machine: an
+# epoch of small batches over the whole digits training split takes seconds (1.5-3 s on
+# an idle 2-core CPU), and the stop comes within a poll (0.2 s) of the first checkpoint,
+# 11 epochs before the end. If the job ever finished first, the attempt counts below
+# would fail the test, not pass it.
 EPOCHS = 12
 SPEC = {
     **QUICK_SPEC,
