@@ -8,14 +8,9 @@ every comparison starts from.
 
 from __future__ import annotations
 
+from core.method_names import method_name
 from core.result import Result
 
-LABELS = {
-    "lorita": "LoRITa N={factor}",
-    "plain": "plain N=1, truncated",
-    "plain+finetune": "plain N=1, truncated + fine-tune",
-    "pruning": "Torch-Pruning + fine-tune",
-}
 HEADER = ("method", "test acc", "params kept", "FLOPs kept", "CPU ms b1", "CPU ms b64")
 
 
@@ -50,9 +45,12 @@ def comparison_rows(result: Result) -> list[tuple[str, ...]]:
     else:
         plain_params, plain_flops = result.params.uncompressed, result.flops.uncompressed
     latency = result.latency_cpu
+    lorita_epochs = result.spec.get("compress", {}).get("finetune_epochs", 0) or 0
     rows.append(
         _row(
-            LABELS["lorita"].format(factor=result.factor),
+            method_name(
+                "lorita", lorita_epochs if result.finetune_history else 0, factor=result.factor
+            ),
             result.accuracy.compressed,
             result.params.compressed / max(plain_params, 1),
             result.flops.compressed / max(plain_flops, 1),
@@ -61,12 +59,9 @@ def comparison_rows(result: Result) -> list[tuple[str, ...]]:
         )
     )
     for method, block in blocks.items():
-        label = LABELS.get(method, method)
-        if block.finetune_epochs and method != "plain":
-            label += f" ({block.finetune_epochs} ep)"
         rows.append(
             _row(
-                label,
+                method_name(method, block.finetune_epochs),
                 block.accuracy.compressed,
                 block.params_kept,
                 block.flops_kept,

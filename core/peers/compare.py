@@ -204,13 +204,23 @@ def run_comparisons(
             if plain is None:
                 raise ValueError("the plain comparison needs the N=1 model's rank-search block")
             models[method] = plain["lowrank"]
+            # The pipeline compresses the N=1 model as it does LoRITa's, fine-tuning
+            # included: say so, it is part of what this model's accuracy is.
+            plain_history = plain.get("finetune_history") or None
+            plain_epochs = context.compress.finetune_epochs if plain_history else 0
+            description = "N=1 model truncated by the same rank search as LoRITa's"
+            if plain_epochs:
+                description += (
+                    f", then fine-tuned for {epochs_text(plain_epochs)} the same way as "
+                    "LoRITa's model"
+                )
             partial[method] = {
-                "description": "N=1 model truncated by the same rank search as LoRITa's",
+                "description": description,
                 "accuracy": plain["accuracy"]["compressed"],
                 "ranks": plain["ranks"],
                 "curve": plain["curve"],
-                "finetune_epochs": context.compress.finetune_epochs,
-                "finetune_history": plain.get("finetune_history") or None,
+                "finetune_epochs": plain_epochs,
+                "finetune_history": plain_history,
             }
         elif method == "plain+finetune":
             context.on_stage(
@@ -302,6 +312,7 @@ def run_comparisons(
             "method": method,
             "accuracy": block.accuracy.compressed,
             "kept": block.params_kept if target == "params" else block.flops_kept,
+            "finetune_epochs": block.finetune_epochs,
         }
         for method, block in blocks.items()
     ]

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.method_names import method_name
 from core.result import Verdict, VerdictEntry
 from core.tolerance import within_drop
 
-LABELS = {
-    "lorita": "LoRITa",
-    "plain": "plain N=1, truncated",
-    "plain+finetune": "plain N=1, truncated + fine-tune",
-    "pruning": "Torch-Pruning + fine-tune",
-}
 # Sizes within this relative distance count as "the same size" in the verdict (a
 # truncation or a pruning step cannot hit a share exactly).
 EQUAL_SIZE = 0.05
@@ -23,7 +18,12 @@ def decide(
 ) -> Verdict:
     """The best method at the tolerance: the smallest model whose test accuracy is within
     `tolerance` of the plain N=1 model's (the most accurate among equal sizes); when none
-    is, the most accurate one."""
+    is, the most accurate one. An entry's optional `finetune_epochs` puts "+ fine-tune"
+    in its name in the sentence."""
+    names = {
+        e["method"]: method_name(e["method"], e.get("finetune_epochs", 0), epochs_shown=False)
+        for e in entries
+    }
     standings = [
         VerdictEntry(
             method=e["method"],
@@ -49,20 +49,22 @@ def decide(
         tolerance=tolerance,
         reference_accuracy=reference_accuracy,
         standings=standings,
-        sentence=_sentence(best, standings, criterion, reference_accuracy, tolerance, target),
+        sentence=_sentence(
+            best, standings, criterion, reference_accuracy, tolerance, target, names
+        ),
     )
 
 
-def _sentence(best, standings, criterion, reference, tolerance, target) -> str:
+def _sentence(best, standings, criterion, reference, tolerance, target, names) -> str:
     what = "params" if target == "params" else "FLOPs"
 
     def told(s: VerdictEntry) -> str:
-        return f"{LABELS.get(s.method, s.method)} {100 * s.accuracy:.2f}% at {100 * s.kept:.1f}%"
+        return f"{names[s.method]} {100 * s.accuracy:.2f}% at {100 * s.kept:.1f}%"
 
     others = "; ".join(told(s) for s in standings if s is not best)
     if criterion == "smallest_within_tolerance":
         head = (
-            f"{LABELS.get(best.method, best.method)} is best: {100 * best.accuracy:.2f}% test "
+            f"{names[best.method]} is best: {100 * best.accuracy:.2f}% test "
             f"accuracy at {100 * best.kept:.1f}% of the {what}, within "
             f"{100 * tolerance:.2f} pts of the plain N=1 model ({100 * reference:.2f}%)"
         )
@@ -70,7 +72,7 @@ def _sentence(best, standings, criterion, reference, tolerance, target) -> str:
         head = (
             f"no method stays within {100 * tolerance:.2f} pts of the plain N=1 model "
             f"({100 * reference:.2f}%); the most accurate is "
-            f"{LABELS.get(best.method, best.method)}: {100 * best.accuracy:.2f}% at "
+            f"{names[best.method]}: {100 * best.accuracy:.2f}% at "
             f"{100 * best.kept:.1f}% of the {what}"
         )
     return f"{head}. Others: {others}." if others else f"{head}."

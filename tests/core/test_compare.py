@@ -64,6 +64,9 @@ def test_all_three_comparisons_at_lorita_size(compared):
     assert plain.sized_to is None and plain.curve
     assert plain.accuracy.compressed == result.baseline.accuracy.compressed
     assert plain.params.compressed == result.baseline.params.compressed
+    # ... and it is compressed as LoRITa's is, fine-tuning included: its block says so.
+    assert len(plain.finetune_history) == plain.finetune_epochs == 3
+    assert "then fine-tuned for 3 epochs" in plain.description
     # Every comparison starts from the same N=1 model.
     assert len({b.accuracy.uncompressed for b in result.comparisons.values()}) == 1
     assert result.comparisons["pruning"].pruning["achieved"] == pytest.approx(lorita, rel=0.01)
@@ -114,7 +117,15 @@ def test_cli_table_shows_every_method_and_the_verdict(compared):
     result, _, _ = compared
     text = format_comparisons(result)
     lines = text.splitlines()
-    for label in ("plain N=1, uncompressed", "LoRITa N=3", "Torch-Pruning + fine-tune"):
+    # Every model here was fine-tuned for 3 epochs after it was cut, and every row says
+    # so, the plain model cut by its own search too.
+    for label in (
+        "plain N=1, uncompressed",
+        "LoRITa N=3 + fine-tune (3 ep)",
+        "plain N=1, truncated (own search) + fine-tune (3 ep)",
+        "plain N=1, truncated (LoRITa's size) + fine-tune (3 ep)",
+        "Torch-Pruning (LoRITa's size) + fine-tune (3 ep)",
+    ):
         assert any(line.strip().startswith(label) for line in lines), label
     assert lines[-1] == f"verdict: {result.verdict.sentence}"
     # No note: the peers got LoRITa's own fine-tuning (a note appears only when they
@@ -149,13 +160,15 @@ def test_verdict_prefers_the_smallest_within_tolerance():
     entries = [
         {"method": "lorita", "accuracy": 0.979, "kept": 0.059},
         {"method": "plain", "accuracy": 0.981, "kept": 0.31},
-        {"method": "pruning", "accuracy": 0.983, "kept": 0.058},
+        {"method": "pruning", "accuracy": 0.983, "kept": 0.058, "finetune_epochs": 3},
     ]
     verdict = decide(entries, reference_accuracy=0.986, tolerance=0.005, target="params")
     # lorita is out of tolerance (0.7 pts); pruning is within it and smallest.
     assert verdict.best == "pruning" and verdict.criterion == "smallest_within_tolerance"
     assert [s.within_tolerance for s in verdict.standings] == [False, True, True]
-    assert verdict.sentence.startswith("Torch-Pruning + fine-tune is best: 98.30%")
+    assert verdict.sentence.startswith("Torch-Pruning (LoRITa's size) + fine-tune is best: 98.30%")
+    # A method that was not fine-tuned is named without it.
+    assert "; plain N=1, truncated (own search) 98.10% at 31.0%" in verdict.sentence
 
 
 def test_verdict_breaks_equal_sizes_by_accuracy():

@@ -3,6 +3,7 @@
 - the tolerance field sends what it shows (percentage points -> the API's fraction);
 - a model that never learned is flagged in red, with advice, and gets no "smaller" badge;
 - the plain N = 1 model's accuracy, and the compressed model's cost against it, are shown;
+- the comparisons side by side: each method's accuracy, and whether it was fine-tuned;
 - accuracy axes have distinct tick labels that match their tick step;
 - the Datasets page shows each built-in set's facts.
 
@@ -36,6 +37,7 @@ BASELINE_SPEC = {
     "data": {"dataset": "digits"},
     "train": {"epochs": 4},
     "baseline": True,
+    "comparisons": ["plain", "plain+finetune", "pruning"],
 }
 
 
@@ -170,6 +172,27 @@ def test_synthetic_narrow_ranges_get_distinct_correct_ticks(page: Page):
             values,
         )
         assert_readable_percent_ticks(y_ticks(page, "#tick-probe"), f"values {values}")
+
+
+def test_job_page_shows_the_comparisons_and_how_each_was_made(
+    page: Page, service, baseline_job: dict, screenshot_dir: Path
+):
+    result = baseline_job["result"]
+    page.goto(f"/jobs/{baseline_job['id']}")
+    expect(page.locator("#verdict")).to_have_text(result["verdict"]["sentence"])
+    table = page.locator("#comparisons-table")
+    lorita = table.locator('tr[data-method="lorita"]')
+    expect(lorita).to_contain_text(f"{100 * result['accuracy']['compressed']:.2f}%")
+    expect(lorita.locator("th")).to_contain_text("+ fine-tune (3 ep)")  # the FCN default
+    # The plain N=1 model is compressed as LoRITa's is, fine-tuning included: its name
+    # says so, as every peer's does.
+    assert result["comparisons"]["plain"]["finetune_epochs"] == 3
+    for method, block in result["comparisons"].items():
+        row = table.locator(f'tr[data-method="{method}"]')
+        expect(row).to_contain_text(f"{100 * block['accuracy']['compressed']:.2f}%")
+        expect(row.locator("th")).to_contain_text(f"+ fine-tune ({block['finetune_epochs']} ep)")
+    expect(table.locator("tr.best")).to_have_attribute("data-method", result["verdict"]["best"])
+    page.locator("#comparisons").screenshot(path=screenshot_dir / "job-comparisons.png")
 
 
 def test_job_page_and_list_show_the_plain_baseline(

@@ -19,12 +19,16 @@ export function accuracyLabel(key) {
 
 // ---------- comparisons (Result.comparisons, Result.verdict) ----------
 
+// The names core/method_names.py gives: how each model was brought to its size, and
+// "+ fine-tune (K ep)" when it was fine-tuned after that (any of them may be).
 export const COMPARISON_LABELS = {
   lorita: "LoRITa",
-  plain: "Plain N = 1, truncated",
-  "plain+finetune": "Plain N = 1, truncated + fine-tune",
-  pruning: "Torch-Pruning + fine-tune",
+  plain: "Plain N = 1, truncated (own search)",
+  "plain+finetune": "Plain N = 1, truncated (LoRITa's size)",
+  pruning: "Torch-Pruning (LoRITa's size)",
 };
+
+const fineTuned = (epochs) => (epochs ? ` + fine-tune (${epochs} ep)` : "");
 
 // One row per model of the side-by-side table: the uncompressed N = 1 model every
 // comparison starts from, LoRITa's compressed model, then each comparison. Shares are
@@ -52,7 +56,7 @@ export function comparisonRows(result) {
     },
     {
       method: "lorita",
-      label: `LoRITa N = ${result.factor ?? "?"}`,
+      label: `LoRITa N = ${result.factor ?? "?"}${fineTuned(result.finetune_history?.length ? result.spec?.compress?.finetune_epochs : 0)}`,
       accuracy: result.accuracy?.compressed,
       paramsKept: plainParams ? result.params?.compressed / plainParams : null,
       flopsKept: plainFlops ? result.flops?.compressed / plainFlops : null,
@@ -60,10 +64,9 @@ export function comparisonRows(result) {
     },
   ];
   for (const [method, block] of blocks) {
-    const epochs = method !== "plain" && block.finetune_epochs ? ` (${block.finetune_epochs} ep)` : "";
     rows.push({
       method,
-      label: `${COMPARISON_LABELS[method] || method}${epochs}`,
+      label: `${COMPARISON_LABELS[method] || method}${fineTuned(block.finetune_epochs)}`,
       accuracy: block.accuracy?.compressed,
       paramsKept: block.params_kept,
       flopsKept: block.flops_kept,
