@@ -29,3 +29,15 @@ def method_name(
     if not finetune_epochs:
         return name
     return f"{name} + fine-tune ({finetune_epochs} ep)" if epochs_shown else f"{name} + fine-tune"
+
+
+# With the user's weights, the N=1 model every comparison starts from is the user's
+# model trained (as N=1) by the job's recipe: what tuning it without LoRITa gives.
+PLAIN_FROM_YOURS = ", from your model trained with the same recipe"
+
+
+def reference_name(from_user_model: bool) -> str:
+    """The name of the uncompressed N=1 model the comparisons start from."""
+    return (
+        "plain N=1 from your model, uncompressed" if from_user_model else "plain N=1, uncompressed"
+    )

@@ -8,7 +8,7 @@ every comparison starts from.
 
 from __future__ import annotations
 
-from core.method_names import method_name
+from core.method_names import method_name, reference_name
 from core.result import Result
 
 HEADER = ("method", "test acc", "params kept", "FLOPs kept", "CPU ms b1", "CPU ms b64")
@@ -33,7 +33,7 @@ def comparison_rows(result: Result) -> list[tuple[str, ...]]:
     if first is not None:
         rows.append(
             _row(
-                "plain N=1, uncompressed",
+                reference_name(result.pretrained is not None),
                 first.accuracy.uncompressed,
                 1.0,
                 1.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.method_names import PLAIN_FROM_YOURS
 from core.result import Result
 
 
@@ -20,7 +21,8 @@ def baseline_lines(result: Result) -> list[str]:
         return []
     gap = result.accuracy.compressed - base.accuracy.uncompressed
     return [
-        f"baseline (plain N=1 model): test accuracy {100 * base.accuracy.uncompressed:.2f}%, "
+        f"baseline (plain N=1 model{PLAIN_FROM_YOURS if result.pretrained else ''}): "
+        f"test accuracy {100 * base.accuracy.uncompressed:.2f}%, "
         f"{base.params.uncompressed:,} parameters",
         f"  LoRITa compressed against it: {100 * gap:+.2f} pts test accuracy, "
         f"{relative_change(base.params.uncompressed, result.params.compressed)} parameters, "

@@ -306,6 +306,9 @@ def run_comparisons(
             "method": "lorita",
             "accuracy": lorita["accuracy"]["compressed"],
             "kept": lorita_share,
+            "finetune_epochs": (
+                context.compress.finetune_epochs if lorita.get("finetune_history") else 0
+            ),
         }
     ] + [
         {

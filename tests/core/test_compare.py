@@ -128,6 +128,10 @@ def test_cli_table_shows_every_method_and_the_verdict(compared):
     ):
         assert any(line.strip().startswith(label) for line in lines), label
     assert lines[-1] == f"verdict: {result.verdict.sentence}"
+    assert (
+        "LoRITa + fine-tune" in lines[-1]
+        and "Torch-Pruning (LoRITa's size) + fine-tune" in lines[-1]
+    )
     # No note: the peers got LoRITa's own fine-tuning (a note appears only when they
     # are given an epoch LoRITa's model did not get, and then only once).
     assert sum("note (" in line for line in lines) == 0

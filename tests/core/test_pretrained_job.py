@@ -17,6 +17,8 @@ from core.pipeline import run_job
 from core.spec import JobSpec
 from core.train import train_model
 from core.weights import WeightsError
+from lorita.comparison_table import format_comparisons
+from lorita.result_notes import baseline_lines
 from tests.core.train_recipe import plain_recipe
 
 DIGITS = BUILTINS["digits"]
@@ -74,6 +76,19 @@ def test_a_job_from_weights_reports_the_uploaded_model(trained_fcn, digits, tmp_
     assert result.spec["model"]["weights"] == str(path)
     dumped = result.model_dump(mode="json")
     assert dumped["pretrained"]["plain_truncation"]["accuracy"] == plain.accuracy
+
+
+def test_with_weights_the_comparisons_say_their_n1_model_is_yours(trained_fcn, tmp_path):
+    """The N=1 model the comparisons start from is the user's model trained by the same
+    recipe, not a fresh one: the table and the baseline line say so."""
+    _, path = trained_fcn
+    spec = _spec(path).model_copy(update={"comparisons": ["plain"], "baseline": True})
+    result = run_job(spec, tmp_path, device="cpu")
+    table = format_comparisons(result).splitlines()
+    assert table[2].strip().startswith("plain N=1 from your model, uncompressed")
+    assert baseline_lines(result)[0].startswith(
+        "baseline (plain N=1 model, from your model trained with the same recipe): "
+    )
 
 
 def test_the_warm_start_reproduces_the_uploaded_model(trained_fcn, digits):

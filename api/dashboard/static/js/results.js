@@ -47,7 +47,7 @@ export function comparisonRows(result) {
   const rows = [
     {
       method: "n1",
-      label: "Plain N = 1, uncompressed",
+      label: result.pretrained ? "Plain N = 1 from your model, uncompressed" : "Plain N = 1, uncompressed",
       accuracy: first.accuracy?.uncompressed,
       paramsKept: 1,
       flopsKept: 1,
