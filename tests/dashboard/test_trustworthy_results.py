@@ -138,11 +138,15 @@ def test_tolerance_field_sends_points_as_the_api_fraction(page: Page, service, q
     expect(error).not_to_contain_text("0.2")
     expect(error).not_to_contain_text("fraction")
 
-    # 1 point is sent as 0.01; only the deliberately bad epochs field is refused.
+    # 1 point is sent as 0.01; only the deliberately bad epochs field is refused. The
+    # peers ticked are sent as the spec's comparisons.
     field.fill("1")
     page.get_by_label("Epochs", exact=True).fill("0")
+    page.get_by_label("Torch-Pruning (structured) of the plain model").check()
+    page.get_by_label("SVD of the plain model truncated to LoRITa's size").check()
     spec = posted_spec(lambda: page.get_by_role("button", name="Submit job").click())
     assert spec["compress"]["max_accuracy_drop"] == 0.01
+    assert spec["comparisons"] == ["plain+finetune", "pruning"] and "baseline" not in spec
     expect(page.locator("#epochs-error")).to_be_visible()
     expect(error).to_be_hidden()
     with service.client() as client:

@@ -148,7 +148,7 @@ function buildSpec() {
     spec.compress.strategy = "budget";
     spec.compress.target = kind;
   }
-  spec.baseline = $("#baseline").checked;
+  spec.comparisons = $$("input[name=comparison]:checked", form).map((input) => input.value);
   for (const key of ["train", "compress"]) if (!Object.keys(spec[key]).length) delete spec[key];
   return spec;
 }
@@ -280,7 +280,8 @@ function fillFromSpec(spec) {
   const compress = spec.compress || {};
   const kind = compress.strategy === "budget" ? compress.target || "params" : "accuracy";
   form.elements["target-kind"].value = kind;
-  $("#baseline").checked = Boolean(spec.baseline);
+  const compared = new Set([...(spec.comparisons || []), ...(spec.baseline ? ["plain"] : [])]);
+  for (const input of $$("input[name=comparison]", form)) input.checked = compared.has(input.value);
 }
 
 async function start() {
