@@ -198,6 +198,13 @@ def test_job_page_shows_the_comparisons_and_how_each_was_made(
     expect(table.locator("tr.best")).to_have_attribute("data-method", result["verdict"]["best"])
     page.locator("#comparisons").screenshot(path=screenshot_dir / "job-comparisons.png")
 
+    # Starting a new job from this one asks for the same comparisons.
+    page.locator("#copy-link").click()
+    page.wait_for_url("**/jobs/new?from=*")
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("4")
+    for value in ("plain", "plain+finetune", "pruning"):
+        expect(page.locator(f'input[name=comparison][value="{value}"]')).to_be_checked()
+
 
 def test_job_page_and_list_show_the_plain_baseline(
     page: Page, service, baseline_job: dict, screenshot_dir: Path
