@@ -45,6 +45,19 @@ def _adamw(lr: float = 1e-3, weight_decay: float = 0.05, **extra) -> dict:
     }
 
 
+def _sgd(lr: float, weight_decay: float) -> dict:
+    # With SGD the weight decay is the L2 penalty of the theory exactly (AdamW's
+    # decoupled decay is not a gradient of it).
+    return {
+        "optimizer": "sgd",
+        "lr": lr,
+        "momentum": 0.9,
+        "weight_decay": weight_decay,
+        "schedule": "onecycle",
+        "label_smoothing": 0.0,
+    }
+
+
 def _ft(epochs: int) -> dict:
     return {"finetune_epochs": epochs}
 
@@ -83,17 +96,45 @@ SETTINGS: dict[str, tuple[int, dict, dict]] = {
     # Both at one size, 6% of the parameters (strategy budget), to compare at equal size.
     "n3-adamw-lr2-ft3-b6": (3, _adamw(lr=2e-3), _budget(0.06, 3)),
     "n3-adamw-lr2-ls0.1-ft3-b6": (3, _adamw(lr=2e-3, label_smoothing=0.1), _budget(0.06, 3)),
+    # Smoothing with the low rank pushed harder (twice the decay), or half the smoothing:
+    # does the smoothed model's accuracy survive the cut to 6%?
+    "n3-adamw-lr2-ls0.1-wd0.1-ft3-b6": (
+        3,
+        _adamw(lr=2e-3, weight_decay=0.1, label_smoothing=0.1),
+        _budget(0.06, 3),
+    ),
+    "n3-adamw-lr2-ls0.05-ft3-b6": (3, _adamw(lr=2e-3, label_smoothing=0.05), _budget(0.06, 3)),
+    "n3-sgd-lr0.05-wd5e-4-ft3": (3, _sgd(0.05, 5e-4), _ft(3)),
+    "n3-sgd-lr0.05-wd2e-3-ft3": (3, _sgd(0.05, 2e-3), _ft(3)),
+    "n3-sgd-lr0.05-wd4e-3-ft3": (3, _sgd(0.05, 4e-3), _ft(3)),
+    "n3-sgd-lr0.05-wd2e-3-ft3-b6": (3, _sgd(0.05, 2e-3), _budget(0.06, 3)),
+    "n3-sgd-lr0.05-wd1e-3-ft3-b6": (3, _sgd(0.05, 1e-3), _budget(0.06, 3)),
+    "n1-sgd-lr0.05-wd2e-3": (1, _sgd(0.05, 2e-3), _ft(0)),
+    "n1-sgd-lr0.05-wd5e-4": (1, _sgd(0.05, 5e-4), _ft(0)),
     "n1-adamw-onecycle": (1, _adamw(), _ft(0)),
     "n1-adamw-lr2": (1, _adamw(lr=2e-3), _ft(0)),
 }
 
 
-def run_key(name: str, seed: int, processor: str, day: str) -> str:
+def run_key(name: str, seed: int, processor: str, day: str, machine: str = "") -> str:
     # The same seed gives different models on different CPUs (float summation order):
     # runs from different machines are kept side by side, not overwritten. Machines
-    # with the same model name differ too, so a run also keys by the day it ran on.
-    # (Rows stored before that are keyed without the day.)
-    return f"{name}/s{seed}/{processor}/{day}"
+    # with the same model name differ too, so a run also keys by the day it ran on and,
+    # since two machines ran on one day, by the machine (rows stored before that are
+    # keyed without it, the earliest without the day).
+    key = f"{name}/s{seed}/{processor}/{day}"
+    return f"{key}/{machine}" if machine else key
+
+
+def machine_tag() -> str:
+    """A short name for this machine as booted: the first hex digits of the kernel's
+    boot id (a random number drawn at every boot, so it says nothing else about the
+    machine). Empty where the system has none."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+    return "boot " + boot_id.replace("-", "")[:6]
 
 
 def run_setting(name: str, seed: int, work: Path) -> dict:
@@ -118,6 +159,7 @@ def run_setting(name: str, seed: int, work: Path) -> dict:
         "seed": seed,
         "processor": machine_info("cpu")["processor"],
         "day": time.strftime("%Y-%m-%d"),
+        "machine": machine_tag(),
         "factor": factor,
         "train": train,
         "compress": compress,
@@ -151,7 +193,10 @@ def _store(run: dict) -> dict:
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         payload = _load()
-        payload["runs"][run_key(run["setting"], run["seed"], run["processor"], run["day"])] = run
+        key = run_key(
+            run["setting"], run["seed"], run["processor"], run["day"], run.get("machine", "")
+        )
+        payload["runs"][key] = run
         RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
     return payload
 
@@ -164,13 +209,23 @@ def table(payload: dict) -> str:
     ]
 
     def order(run: dict) -> tuple:
-        return run["setting"], run["seed"], run.get("processor", ""), run.get("day", "")
+        return (
+            run["setting"],
+            run["seed"],
+            run.get("processor", ""),
+            run.get("day", ""),
+            run.get("machine", ""),
+        )
+
+    def day(run: dict) -> str:
+        machine = run.get("machine")
+        return f"{run.get('day', EARLIER_DAY)}" + (f" ({machine})" if machine else "")
 
     for run in sorted(payload["runs"].values(), key=order):
         params = run["params"]
         rows.append(
             f"| {run['setting']} | {run['factor']} | {run['seed']} "
-            f"| {run.get('processor', EARLIER_CPU)} | {run.get('day', EARLIER_DAY)} "
+            f"| {run.get('processor', EARLIER_CPU)} | {day(run)} "
             f"| {loss_rise(run)} "
             f"| {100 * run['accuracy']['uncompressed']:.2f} "
             f"| {100 * run['accuracy']['compressed']:.2f} "
