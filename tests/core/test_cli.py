@@ -103,7 +103,7 @@ def test_compress_table_output(tmp_path):
     # One epoch said as one; the FCN's three fine-tuning epochs and their teacher.
     assert "fcn on digits, N=2, 1 epoch, strategy" in done.stdout
     assert (
-        "recipe: from scratch (1 epoch, adamw, lr 0.002, weight decay 0.05; fine-tuning "
+        "recipe: from scratch (1 epoch, adamw, lr 0.001, weight decay 0.2; fine-tuning "
         "3 epochs, distilled from the model before truncation)" in done.stdout
     )
 

@@ -164,7 +164,7 @@ def test_registry_refuses_inconsistent_declarations():
 
 def test_default_recipe_comes_from_the_family():
     fcn, vit = default_recipe("fcn", image_size=28), default_recipe("simplevit", image_size=32)
-    assert (fcn["optimizer"], fcn["weight_decay"], fcn["augment"]) == ("adamw", 0.05, False)
+    assert (fcn["optimizer"], fcn["weight_decay"], fcn["augment"]) == ("adamw", 0.2, False)
     assert (vit["optimizer"], vit["weight_decay"], vit["augment"]) == ("adamw", 5e-2, True)
     assert default_recipe("tv:resnet18", image_size=8)["augment"] is False  # too small to crop
     assert default_recipe("resnet20") == default_recipe("tv:resnet18")

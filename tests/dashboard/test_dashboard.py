@@ -139,7 +139,7 @@ def test_bad_fields_show_the_api_errors_next_to_them(
         jobs_before = client.get("/jobs").json()["total"]
     page.goto("/jobs/new")
     # Blank fields show the architecture's recipe as their placeholder.
-    expect(page.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.002")
+    expect(page.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.001")
     page.get_by_label("Architecture").select_option("vgg11")
     expect(page.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.05")
     page.get_by_label("Architecture").select_option("fcn")
@@ -160,7 +160,7 @@ def test_bad_fields_show_the_api_errors_next_to_them(
     shoot(page, screenshot_dir / "new-job-validation.png")
     phone = new_context(viewport=PHONE).new_page()
     phone.goto("/jobs/new")
-    expect(phone.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.002")
+    expect(phone.get_by_label("Learning rate")).to_have_attribute("placeholder", "0.001")
     shoot(phone, screenshot_dir / "new-job-phone.png")
 
     # A percent field is checked in percent: a budget of 150% names the 100% bound.
