@@ -385,22 +385,17 @@ def mac_count(setting: Setting, factor: int = 3) -> dict[str, float]:
     in the orders `auto` picks, and in the cheapest order for each layer (unweighted).
 
     Per layer the dense map costs positions x square x other; the extra of each order is
-    `core.layers.cheapest_order`'s count, unweighted. The backward pass scales alike."""
-    from core.layers import ComposedLayer
+    `core.layers.order_extra_costs`, unweighted. The backward pass scales alike."""
+    from core.layers import ComposedLayer, order_extra_costs
 
     model = build(setting, Variant(factor, "auto"), torch.device("cpu"))
     dense = chosen = cheapest = 0
-    costs: list[tuple[int, dict[str, int], str]] = []
+    costs: list[tuple[int, dict[str, float], str]] = []
 
     def record(layer, inputs, _output) -> None:
         x = inputs[0]
-        positions, (square, other) = layer.output_positions(x), layer._order_sizes
-        extra = {
-            "chain": (factor - 1) * positions * square**2,
-            "product": ((factor - 2) * min(square, other) + other) * square**2,
-        }
-        if factor > 2:
-            extra["hybrid"] = (factor - 2) * square**3 + positions * square**2
+        positions, (square, other) = layer.output_positions(x), layer.order_sizes
+        extra = order_extra_costs(factor, positions, square, other)
         costs.append((positions * square * other, extra, layer.chosen_order(x)))
 
     hooks = [

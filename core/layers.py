@@ -72,28 +72,45 @@ def check_init(init: str) -> None:
 ACTIVATION_MAC_WEIGHT = 1.5
 
 
-def cheapest_order(factor: int, positions: int, square: int, other: int) -> str:
-    """The evaluation order with the fewest (weighted) multiply-adds for one call.
+def order_extra_costs(
+    factor: int, positions: int, square: int, other: int, activation_weight: float = 1.0
+) -> dict[str, float]:
+    """What each evaluation order adds to the dense map, in multiply-adds, for one call.
 
     ``positions`` is how many vectors the layer maps (batch x output pixels, or rows),
     ``square`` the size of the square factors, ``other`` the other side of the dense
-    factor (a conv's fan-in c_in*k*k, a Linear's d_out). The dense map costs the same
-    in every order, so in units of ``square**2`` multiply-adds the extra costs are:
+    factor (a conv's fan-in c_in*k*k, a Linear's d_out). The dense map itself costs
+    ``positions * square * other`` in every order; the extras, in units of ``square**2``:
 
     - chain: each of the N-1 square factors on the activations, ``(N-1) * positions``;
     - product: merging all weights, best association, ``(N-2)*min(square, other) +
       other``; then one dense layer;
-    - hybrid (N >= 3): merge the square factors into one, ``(N-2) * square``, and apply
-      it to the activations, ``positions``.
+    - hybrid (only for N >= 3): merge the square factors into one, ``(N-2) * square``,
+      and apply it to the activations, ``positions``.
 
-    Work on the activations is weighted by ``ACTIVATION_MAC_WEIGHT``. Backward passes
-    scale every term by about the same factor (two products per forward product), so
-    the choice holds for training too. Ties go to the chain, then the hybrid.
+    Work on the activations is multiplied by ``activation_weight`` (1 counts plain
+    multiply-adds). Backward passes scale every term by about the same factor (two
+    products per forward product).
     """
-    on_activations = ACTIVATION_MAC_WEIGHT * positions
-    chain = (factor - 1) * on_activations
-    product = (factor - 2) * min(square, other) + other
-    hybrid = (factor - 2) * square + on_activations if factor > 2 else chain
+    on_activations = activation_weight * positions
+    unit = square**2
+    extra = {
+        "chain": (factor - 1) * on_activations * unit,
+        "product": ((factor - 2) * min(square, other) + other) * unit,
+    }
+    if factor > 2:
+        extra["hybrid"] = ((factor - 2) * square + on_activations) * unit
+    return extra
+
+
+def cheapest_order(factor: int, positions: int, square: int, other: int) -> str:
+    """The evaluation order with the fewest weighted multiply-adds for one call:
+    ``order_extra_costs`` with work on the activations weighted by
+    ``ACTIVATION_MAC_WEIGHT``, so the choice holds for training too. Ties go to the
+    chain, then the hybrid."""
+    extra = order_extra_costs(factor, positions, square, other, ACTIVATION_MAC_WEIGHT)
+    chain, product = extra["chain"], extra["product"]
+    hybrid = extra.get("hybrid", chain)
     if product < chain and product < hybrid:
         return "product"
     return "hybrid" if hybrid < chain else "chain"
@@ -152,7 +169,7 @@ class ComposedLayer(nn.Module):
     the same ``_hyperparameters``), on which side of the dense factor the squares act
     (``_squares_first``), how one factor is applied to activations
     (``_apply_dense``/``_apply_square``), how many vectors a call maps
-    (``output_positions``) and the sizes that price the orders (``_order_sizes``).
+    (``output_positions``) and the sizes that price the orders (``order_sizes``).
     Every factor is used as a matrix through ``flatten(1)`` (a no-op for Linear).
     """
 
@@ -236,7 +253,7 @@ class ComposedLayer(nn.Module):
         """ "chain", "product" or "hybrid": how forward(x) evaluates the composition."""
         if self.forward_order != "auto":
             return self.forward_order
-        square, other = self._order_sizes
+        square, other = self.order_sizes
         return cheapest_order(self.factor, self.output_positions(x), square, other)
 
     def uses_product(self, x: torch.Tensor) -> bool:
@@ -338,7 +355,8 @@ class ComposedLinear(ComposedLayer):
         self.reset_parameters()
 
     @property
-    def _order_sizes(self) -> tuple[int, int]:
+    def order_sizes(self) -> tuple[int, int]:
+        """(square, other): the square factors' size and the dense factor's other side."""
         return self.in_features, self.out_features
 
     def output_positions(self, x: torch.Tensor) -> int:
@@ -446,7 +464,8 @@ class ComposedConv2d(ComposedLayer):
         return explicit, offsets
 
     @property
-    def _order_sizes(self) -> tuple[int, int]:
+    def order_sizes(self) -> tuple[int, int]:
+        """(square, other): the square factors' size and the dense factor's fan-in."""
         return self.out_channels, self._fan_in
 
     def output_positions(self, x: torch.Tensor) -> int:

@@ -12,6 +12,7 @@ from core.layers import (
     ComposedLinear,
     _pointwise_as_matmul,
     cheapest_order,
+    order_extra_costs,
 )
 
 DOUBLE = torch.float64
@@ -88,6 +89,32 @@ def test_cheapest_order_compares_multiply_adds():
     tie = 4608 / ACTIVATION_MAC_WEIGHT
     assert cheapest_order(2, int(tie), 512, 4608) == "chain"
     assert cheapest_order(2, int(tie) + 1, 512, 4608) == "product"
+
+
+@pytest.mark.parametrize(
+    "layer, x",
+    [
+        (ComposedLinear(64, 10, factor=3), torch.randn(32, 64)),
+        (ComposedLinear(16, 48, factor=4), torch.randn(5, 16)),
+        (ComposedConv2d(8, 24, 3, padding=1, factor=3), torch.randn(2, 8, 6, 6)),
+        (ComposedConv2d(24, 8, 3, stride=2, factor=2), torch.randn(2, 24, 9, 9)),
+    ],
+    ids=["linear-n3", "linear-n4", "conv-n3", "conv-n2"],
+)
+def test_order_extra_costs_are_the_multiply_adds_torch_counts(layer, x):
+    """The price list the orders are chosen by is what each order really computes:
+    torch's FLOP counter, less the dense map, halved (a multiply-add is two FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    positions, (square, other) = layer.output_positions(x), layer.order_sizes
+    extra = order_extra_costs(layer.factor, positions, square, other)
+    orders = {"chain", "product", "hybrid"} if layer.factor > 2 else {"chain", "product"}
+    assert set(extra) == orders
+    for order, expected in extra.items():
+        layer.forward_order = order
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            layer(x)
+        assert counter.get_total_flops() / 2 - positions * square * other == expected, order
 
 
 def test_work_on_activations_counts_more_than_merging_weights():
