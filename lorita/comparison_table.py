@@ -45,12 +45,11 @@ def comparison_rows(result: Result) -> list[tuple[str, ...]]:
     else:
         plain_params, plain_flops = result.params.uncompressed, result.flops.uncompressed
     latency = result.latency_cpu
-    lorita_epochs = result.spec.get("compress", {}).get("finetune_epochs", 0) or 0
+    # One fine-tuning record per epoch run.
+    lorita_epochs = len(result.finetune_history or ())
     rows.append(
         _row(
-            method_name(
-                "lorita", lorita_epochs if result.finetune_history else 0, factor=result.factor
-            ),
+            method_name("lorita", lorita_epochs, factor=result.factor),
             result.accuracy.compressed,
             result.params.compressed / max(plain_params, 1),
             result.flops.compressed / max(plain_flops, 1),

@@ -207,7 +207,7 @@ def run_comparisons(
             # The pipeline compresses the N=1 model as it does LoRITa's, fine-tuning
             # included: say so, it is part of what this model's accuracy is.
             plain_history = plain.get("finetune_history") or None
-            plain_epochs = context.compress.finetune_epochs if plain_history else 0
+            plain_epochs = len(plain_history or ())
             description = "N=1 model truncated by the same rank search as LoRITa's"
             if plain_epochs:
                 description += (
@@ -306,9 +306,8 @@ def run_comparisons(
             "method": "lorita",
             "accuracy": lorita["accuracy"]["compressed"],
             "kept": lorita_share,
-            "finetune_epochs": (
-                context.compress.finetune_epochs if lorita.get("finetune_history") else 0
-            ),
+            # One history record per epoch run: what was done, whatever was asked.
+            "finetune_epochs": len(lorita.get("finetune_history") or ()),
         }
     ] + [
         {

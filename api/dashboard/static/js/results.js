@@ -56,7 +56,7 @@ export function comparisonRows(result) {
     },
     {
       method: "lorita",
-      label: `LoRITa N = ${result.factor ?? "?"}${fineTuned(result.finetune_history?.length ? result.spec?.compress?.finetune_epochs : 0)}`,
+      label: `LoRITa N = ${result.factor ?? "?"}${fineTuned(result.finetune_history?.length ?? 0)}`,
       accuracy: result.accuracy?.compressed,
       paramsKept: plainParams ? result.params?.compressed / plainParams : null,
       flopsKept: plainFlops ? result.flops?.compressed / plainFlops : null,

@@ -31,10 +31,9 @@ export function renderBaselineNote(result) {
   const acc = result.accuracy || {};
   const plainParams = base.params?.uncompressed;
   const size = plainParams && result.params?.compressed ? ` with ${ratio(plainParams, result.params.compressed).replace(" smaller", "")} fewer parameters` : "";
+  const origin = result.pretrained ? ", from your model" : "";
   note.textContent =
-    (result.pretrained
-      ? `Plain training (N = 1, from your model, same recipe) reached ${percent(plain, 2)} test accuracy. `
-      : `Plain training (N = 1, same recipe) reached ${percent(plain, 2)} test accuracy. `) +
+    `Plain training (N = 1${origin}, same recipe) reached ${percent(plain, 2)} test accuracy. ` +
     `The compressed LoRITa model scores ${percent(acc.compressed, 2)}: ` +
     `${points(acc.compressed - plain, 2)} against plain training${size}, ` +
     `${points(acc.compressed - acc.uncompressed, 2)} against LoRITa's own uncompressed model (${percent(acc.uncompressed, 2)}).`;
