@@ -471,11 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = read_result(args.out) if args.merge else None
     if previous:
         rerun = {s.name for s in settings}
-        # Each setting keeps the machine it was timed on: a merge may join two machines.
-        kept = [e for e in previous["settings"] if e["setting"]["name"] not in rerun]
-        for entry in kept:
-            entry.setdefault("machine", previous.get("machine"))
-        result["settings"] = kept
+        result["settings"] = [e for e in previous["settings"] if e["setting"]["name"] not in rerun]
         result["layer_profile"] = previous.get("layer_profile")
         result["earlier_commands"] = [previous["command"], *previous.get("earlier_commands", [])]
     if device.type != "cuda":
@@ -485,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     for setting in settings:
         print(f"[train_cost] {setting.name}: timing {len(ALL_VARIANTS)} variants", flush=True)
         entry = time_setting(setting, ALL_VARIANTS, device)
+        # Each setting says which machine timed it: a merge may join runs of two machines.
         entry["machine"] = result["machine"]
         entry["auto_choices"] = {f"N={n}": auto_choices(setting, n, device) for n in (2, 3)}
         if not args.no_memory:
