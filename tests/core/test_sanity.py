@@ -132,8 +132,25 @@ def test_a_better_baseline_is_said_with_numbers():
     message = warnings[0].message
     assert "98.06%" in message and "95.56%" in message and "-2.50 points" in message
     assert "0.50" in message  # the tolerance it exceeds
+    # LoRITa's uncompressed model (95.84%) is already 2.22 points below: a weaker start.
+    assert "before truncation" in message and "-2.22 points" in message
+    assert "lorita.factor" in warnings[0].advice
     within = block(0.9580, 0.95)
     assert result_warnings(result(0.9584, 0.9556, baseline=within), BALANCED_360) == []
+
+
+def test_a_better_baseline_with_a_level_start_blames_the_ranks():
+    # LoRITa's uncompressed model is level with N=1 (98.50 vs 98.60%); the search then
+    # gave up a point: the cure is in the truncation, not in the training.
+    baseline = block(0.9860, 0.9850)
+    searched = result(0.9850, 0.9750, baseline=baseline)
+    [warning] = result_warnings(searched, BALANCED_360)
+    assert warning.kind == "baseline_better"
+    assert "the ranks cost the rest" in warning.message and "98.50%" in warning.message
+    assert "compress.max_accuracy_drop" in warning.advice
+    assert "lorita.factor" not in warning.advice
+    budget = result_warnings(result(0.9850, 0.9750, strategy="budget", baseline=baseline))
+    assert "compress.budget" in budget[0].advice
 
 
 def test_a_gap_equal_to_the_tolerance_is_within_for_the_warning_and_the_verdict():
