@@ -146,11 +146,22 @@ def test_a_better_baseline_with_a_level_start_blames_the_ranks():
     searched = result(0.9850, 0.9750, baseline=baseline)
     [warning] = result_warnings(searched, BALANCED_360)
     assert warning.kind == "baseline_better"
-    assert "the ranks cost the rest" in warning.message and "98.50%" in warning.message
+    assert "the chosen ranks cost the rest" in warning.message and "98.50%" in warning.message
     assert "compress.max_accuracy_drop" in warning.advice
     assert "lorita.factor" not in warning.advice
     budget = result_warnings(result(0.9850, 0.9750, strategy="budget", baseline=baseline))
     assert "compress.budget" in budget[0].advice
+
+
+def test_a_weak_start_and_costly_ranks_get_both_cures():
+    # 1.0 point lost before truncation, 2.0 more by it.
+    [warning] = result_warnings(result(0.9760, 0.9560, baseline=block(0.9860, 0.985)))
+    assert "lorita.factor" in warning.advice
+    assert "another 2.00 points" in warning.advice
+    assert "compress.max_accuracy_drop" in warning.advice
+    # The weak start alone (the Fashion-MNIST job: 0.10 point lost by the ranks).
+    [alone] = result_warnings(result(0.8909, 0.8899, baseline=block(0.9027, 0.9021)))
+    assert "another" not in alone.advice and "-1.18 points" in alone.message
 
 
 def test_a_gap_equal_to_the_tolerance_is_within_for_the_warning_and_the_verdict():
