@@ -98,18 +98,22 @@ def _did_not_learn(
     return None
 
 
-def _strategy_advice(compress: dict) -> str:
+def _size_knob(compress: dict) -> str | None:
+    """The setting that keeps a larger model under the budget and uniform strategies."""
     strategy = compress.get("strategy")
     if strategy == "budget":
-        return (
-            "keep a larger share (compress.budget) or fine-tune the compressed model "
-            "(compress.finetune_epochs)"
-        )
+        return "keep a larger share (compress.budget)"
     if strategy in ("uniform", "global"):
-        return (
-            "keep more of the spectrum (compress.keep_fraction) or fine-tune the compressed "
-            "model (compress.finetune_epochs)"
-        )
+        return "keep more of the spectrum (compress.keep_fraction)"
+    return None
+
+
+def _strategy_advice(compress: dict) -> str:
+    knob = _size_knob(compress)
+    if knob is not None:
+        return f"{knob} or fine-tune the compressed model (compress.finetune_epochs)"
+    # The accuracy strategy met its tolerance on validation; a test drop this far means
+    # the two splits disagree.
     return (
         "the validation split chose ranks the test split disagrees with: hold out more "
         "for validation (data.val_fraction) or fine-tune (compress.finetune_epochs)"
@@ -132,16 +136,8 @@ def _far_below(block: RankSearchBlock, compress: dict) -> ResultWarning | None:
     )
 
 
-def _truncation_advice(compress: dict) -> str:
-    strategy = compress.get("strategy")
-    if strategy == "budget":
-        return "keep a larger share (compress.budget)"
-    if strategy in ("uniform", "global"):
-        return "keep more of the spectrum (compress.keep_fraction)"
-    return "let the search give up less accuracy (a smaller compress.max_accuracy_drop)"
-
-
-def _baseline_better(result: Result, tolerance: float) -> ResultWarning | None:
+def _baseline_better(result: Result, compress: dict) -> ResultWarning | None:
+    tolerance = float(compress.get("max_accuracy_drop") or 0.0)
     base = result.baseline
     if base is None:
         return None
@@ -159,10 +155,10 @@ def _baseline_better(result: Result, tolerance: float) -> ResultWarning | None:
     # plain one before any truncation, or it started level and the chosen ranks cost it.
     start_gap = base.accuracy.uncompressed - result.accuracy.uncompressed
     truncation_loss = result.accuracy.uncompressed - result.accuracy.compressed
-    truncation_cure = (
-        f"{_truncation_advice(result.spec.get('compress', {}))}, or fine-tune the "
-        "compressed model longer (compress.finetune_epochs)"
+    knob = _size_knob(compress) or (
+        "let the search give up less accuracy (a smaller compress.max_accuracy_drop)"
     )
+    truncation_cure = f"{knob}, or fine-tune the compressed model longer (compress.finetune_epochs)"
     if within_drop(start_gap, tolerance):
         return ResultWarning(
             kind="baseline_better",
@@ -212,6 +208,6 @@ def result_warnings(result: Result, test_label_counts: Sequence[int] = ()) -> li
     warnings += [w for w in (lorita, baseline) if w is not None]
     if lorita is None:
         far = _far_below(result, compress)
-        better = _baseline_better(result, float(compress.get("max_accuracy_drop") or 0.0))
+        better = _baseline_better(result, compress)
         warnings += [w for w in (far, better) if w is not None]
     return warnings
