@@ -17,7 +17,10 @@ its candidates into a working copy through ``put_rank``, the same rule as
 ``to_lowrank``, so every candidate is exactly the model that would be exported.
 
 SVDs run in float64 on the CPU for accuracy (weights are small); results are cast
-back to each layer's dtype and device. A factorized model is merged first.
+back to each layer's dtype and device. A factorized model is merged first. Every
+function that truncates also takes a layer's basis in place of its SVD: any
+(U, S, V^T) with U S V^T = W, such as the data-aware bases of ``core.calibration``,
+whose rank-r cut keeps the layer's output on real inputs rather than its weight.
 """
 
 from __future__ import annotations
@@ -142,19 +145,26 @@ def _truncated_weight(module: nn.Module, rank: int, svd: Svd | None) -> torch.Te
     return approx.reshape(module.weight.shape).to(module.weight)
 
 
-def truncate(model: nn.Module, ranks: dict[str, int], inplace: bool = False) -> nn.Module:
+def truncate(
+    model: nn.Module,
+    ranks: dict[str, int],
+    inplace: bool = False,
+    bases: dict[str, Svd] | None = None,
+) -> nn.Module:
     """Same structure, with each named layer's weight replaced by its rank-r approximation.
 
     Layers not in ``ranks`` are untouched; a rank >= the full rank leaves the weight
-    exactly as it is.
+    exactly as it is. ``bases`` ({name: (U, S, V^T)}, e.g. the data-aware ones of
+    ``core.calibration``) replace the plain SVD of the layers they name.
     """
     model = _prepare(model, inplace)
+    bases = bases or {}
     for name, module in _checked_layers(model, ranks).items():
         rank = ranks[name]
         if rank >= min(weight_matrix(module).shape):
             continue
         with torch.no_grad():
-            module.weight.copy_(_truncated_weight(module, rank, None))
+            module.weight.copy_(_truncated_weight(module, rank, bases.get(name)))
     return model
 
 
@@ -176,7 +186,8 @@ def split_layer(module: nn.Module, rank: int, svd: Svd | None = None) -> nn.Sequ
     """Two thin layers computing the rank-r approximation of ``module``.
 
     ``svd`` is the layer's (U, S, V^T) when the caller already has it (the rank
-    search keeps one per layer and tries many ranks); it is computed otherwise.
+    search keeps one per layer and tries many ranks), or another basis of it (a
+    data-aware one); the plain SVD is computed otherwise.
     """
     u, s, vh = weight_svd(module) if svd is None else svd
     root = s[:rank].sqrt()  # split the singular values evenly: similar factor scales
@@ -220,18 +231,24 @@ def put_rank(
     return set_submodule(model, name, replacement)
 
 
-def to_lowrank(model: nn.Module, ranks: dict[str, int], inplace: bool = False) -> nn.Module:
+def to_lowrank(
+    model: nn.Module,
+    ranks: dict[str, int],
+    inplace: bool = False,
+    bases: dict[str, Svd] | None = None,
+) -> nn.Module:
     """Like ``truncate``, but layers whose rank pays off become two thin layers.
 
     A layer named ``name`` becomes ``LowRankLinear``/``LowRankConv2d`` (an
     nn.Sequential), so its state-dict keys are ``name.0.weight``, ``name.1.weight``
     and ``name.1.bias``. A rank of 0 or one that does not pay off keeps the layer
     dense with its truncated weight. ``to_lowrank(m, r)(x) == truncate(m, r)(x)``
-    up to float rounding.
+    up to float rounding. ``bases`` as for ``truncate``.
     """
     model = _prepare(model, inplace)
+    bases = bases or {}
     for name, module in _checked_layers(model, ranks).items():
-        model = put_rank(model, name, module, ranks[name])
+        model = put_rank(model, name, module, ranks[name], bases.get(name))
     return model
 
 

@@ -147,7 +147,7 @@ def run_job(
 
     pretrained = None
     if job.user_model is not None:
-        progress.stage("rank_search", "plain SVD truncation of your model", search_end)
+        progress.stage("rank_search", "truncating your model as uploaded", search_end)
         truncation = plain_truncation_point(job, main["names"], main["choice"])
         pretrained = pretrained_block(spec.model.weights, user_reference, truncation)
 

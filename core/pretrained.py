@@ -7,9 +7,10 @@ The pipeline calls three functions here:
 - `measure_user_model`: its own test (and validation) accuracy, size and FLOPs as
   uploaded, and the accuracy of its balanced split (the warm start) before any
   training, which must be the same model;
-- `plain_truncation_point`: the uploaded model's own SVD truncated to the budget
-  LoRITa reached. The ranks are chosen like LoRITa's (on the validation split, the
-  best accuracy at that share of params or FLOPs); only the test accuracy is reported.
+- `plain_truncation_point`: the uploaded model itself truncated to the budget LoRITa
+  reached, the same way (compress.truncation). The ranks are chosen like LoRITa's (on
+  the validation split, the best accuracy at that share of params or FLOPs); only the
+  test accuracy is reported.
 """
 
 from __future__ import annotations
@@ -83,17 +84,19 @@ def measure_user_model(
 def plain_truncation_point(
     job: JobStages, names: list[str], lorita_choice: RankChoice
 ) -> TruncationPoint:
-    """The job's uploaded model (`job.user_model`) truncated by SVD alone to the share
-    LoRITa kept, its ranks chosen the way LoRITa's are."""
+    """The job's uploaded model (`job.user_model`) truncated, without LoRITa training, to
+    the share LoRITa kept: the same truncation, its ranks chosen the way LoRITa's are."""
     model, target = job.user_model, job.spec.compress.target
     share = min(1.0, choice_cost(lorita_choice, target))
     budget = CompressSpec(strategy="budget", target=target, budget=share)
     params, flops = count_params(model), count_flops(model, job.input_shape)
-    choice = job.choose_ranks(model, names, budget, params=params, flops=flops)
-    truncated = to_lowrank(model, choice.ranks).to(job.device).eval()
+    bases = job.bases(model, names)
+    choice = job.choose_ranks(model, names, budget, params=params, flops=flops, bases=bases)
+    truncated = to_lowrank(model, choice.ranks, bases=bases).to(job.device).eval()
     truncated_params = count_params(truncated)
     truncated_flops = count_flops(truncated, job.input_shape)
     return TruncationPoint(
+        truncation=job.spec.compress.truncation,
         accuracy=evaluate(truncated, job.splits.test, job.device, amp=job.amp).accuracy,
         params=truncated_params,
         flops=truncated_flops,

@@ -140,6 +140,10 @@ class RankSearch(Section):
     val_samples: int | None = Field(None, description="validation samples each one used")
     subset_reference_accuracy: float | None = None
     time_s: float | None = None
+    truncation: str | None = optional(
+        "compress.truncation: svd (the weight's own SVD) or data-aware (weighted by the "
+        "layer's inputs on training images)"
+    )
     budget_unreachable: bool | None = optional(
         "the requested budget could not be met; the closest allocation was kept"
     )
@@ -210,8 +214,11 @@ class RankSearchBlock(CompressionBlock):
 
 
 class TruncationPoint(Section):
-    """A model truncated by plain SVD (no LoRITa training), measured on the test split."""
+    """A model truncated without LoRITa training, measured on the test split."""
 
+    truncation: str = Field(
+        "svd", description="how its weights were cut (compress.truncation, as LoRITa's)"
+    )
     accuracy: float
     params: int
     flops: int
@@ -234,8 +241,9 @@ class PretrainedBlock(Section):
     params: int
     flops: int
     plain_truncation: TruncationPoint = Field(
-        description="the uploaded model's own SVD truncated to the budget LoRITa reached "
-        "(ranks chosen on the validation split, best accuracy at that budget)"
+        description="the uploaded model itself truncated (the same way as LoRITa's) to "
+        "the budget LoRITa reached (ranks chosen on the validation split, best accuracy "
+        "at that budget)"
     )
 
 
@@ -414,8 +422,8 @@ class Result(RankSearchBlock):
     )
     verdict: Verdict | None = optional("which method is best at the tolerance")
     pretrained: PretrainedBlock | None = optional(
-        "the user's uploaded model (model.weights): its own accuracy and its plain SVD "
-        "truncation at the compressed model's budget"
+        "the user's uploaded model (model.weights): its own accuracy and its truncation "
+        "without LoRITa at the compressed model's budget"
     )
     recipe: RecipeInfo | None = optional("the default recipe the training fields came from")
     warnings: list[ResultWarning] | None = optional(

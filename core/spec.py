@@ -29,6 +29,7 @@ RankStrategy = Literal["accuracy", "budget", "uniform", "global"]
 BudgetTarget = Literal["params", "flops"]
 Comparison = Literal["plain", "plain+finetune", "pruning"]
 Quantize = Literal["none", "int8"]
+Truncation = Literal["svd", "data-aware"]
 # Weight layers left in float in the int8 model: none, or the first and the last.
 KeepFloat = Literal["none", "first_last"]
 COMPARISONS: tuple[str, ...] = get_args(Comparison)
@@ -172,6 +173,14 @@ class CompressSpec(_Strict):
     )
     keep_fraction: float | None = Field(
         None, gt=0.0, le=1.0, description="Share of singular values kept (uniform / global)."
+    )
+    truncation: Truncation = Field(
+        "svd",
+        description="How each weight is cut to its rank. data-aware: the rank-r weight "
+        "with the least error on the layer's output, from the SVD weighted by its inputs' "
+        "statistics on a sample of the training split; svd: the plain SVD of the weight "
+        "(least error on the weight itself), the default. The comparisons truncate the "
+        "same way.",
     )
     finetune_epochs: int | None = Field(
         None,

@@ -23,6 +23,7 @@ from core.spec import (
     Quantize,
     RankStrategy,
     Schedule,
+    Truncation,
 )
 from lorita.cli_terms import dataset_problem
 from lorita.progress_view import ProgressView
@@ -69,6 +70,12 @@ def add_compress(subparsers) -> None:
     p.add_argument("--target", choices=get_args(BudgetTarget), help="what the search minimises")
     p.add_argument("--budget", type=float, help="share of params/FLOPs to keep (strategy budget)")
     p.add_argument("--keep-fraction", type=float, help="share of singular values (uniform/global)")
+    p.add_argument(
+        "--truncation",
+        choices=get_args(Truncation),
+        help="svd (default): the plain SVD of each weight; data-aware: each weight cut to "
+        "keep its layer's output on a sample of the training images",
+    )
     p.add_argument("--finetune-epochs", type=int, help="fine-tune the compressed model")
     p.add_argument(
         "--finetune-search",
@@ -187,6 +194,7 @@ SPEC_OPTIONS = {
         "max_accuracy_drop",
         "budget",
         "keep_fraction",
+        "truncation",
         "finetune_epochs",
         "finetune_search",
         "distill",

@@ -11,7 +11,7 @@ def _pct(value: float) -> str:
 
 
 def pretrained_lines(result: Result) -> list[str]:
-    """Your model as uploaded, its plain SVD truncation at the same budget, and LoRITa's."""
+    """Your model as uploaded, its truncation at the same budget, and LoRITa's."""
     lines = []
     if result.recipe is not None:
         recipe = result.recipe
@@ -28,9 +28,10 @@ def pretrained_lines(result: Result) -> list[str]:
         return ["", *lines] if lines else []
     plain = reference.plain_truncation
     kept = 1 - result.params.compressed / reference.params
+    how = "plain SVD truncation " if plain.truncation == "svd" else "data-aware truncation"
     lines += [
         f"from your model (accuracy {_pct(reference.accuracy)}, {reference.params:,} parameters):",
-        f"  plain SVD truncation  {_pct(plain.accuracy)} at {plain.params:,} parameters "
+        f"  {how}  {_pct(plain.accuracy)} at {plain.params:,} parameters "
         f"({1 - plain.params_kept:.1%} fewer)",
         f"  LoRITa warm start     {_pct(result.accuracy.compressed)} at "
         f"{result.params.compressed:,} parameters ({kept:.1%} fewer)",

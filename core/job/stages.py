@@ -10,13 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.calibration import truncation_bases
 from core.errors import DataError, SpecError
 from core.events import StopCheck
 from core.factorize import eligible_layers, factorize, merge
 from core.job.blocks import curve_with_test
 from core.job.finetune_search import FinetuneSearch, Searched, search_after_finetune
 from core.job.progress import FINETUNE_END, RANKS_END, Progress
-from core.lowrank import dense_from_lowrank, to_lowrank, truncate
+from core.lowrank import Svd, dense_from_lowrank, to_lowrank, truncate
 from core.measure import count_flops, count_params, evaluate, measure_latency_ms
 from core.ranks import ProgressCallback, RankChoice, choose_ranks
 from core.recipes import FROM_YOUR_MODEL, distilled_from, epochs_text
@@ -150,16 +151,25 @@ class JobStages:
         def on_search(fraction: float, message: str) -> None:
             self.progress.stage("rank_search", f"{run}: {message}", low + (high - low) * fraction)
 
+        bases = self.bases(merged, names)
         on_search(0.0, "choosing ranks on the validation split")
         choice = self.choose_ranks(
-            merged, names, spec.compress, params=params, flops=flops, on_progress=on_search
+            merged,
+            names,
+            spec.compress,
+            params=params,
+            flops=flops,
+            on_progress=on_search,
+            bases=bases,
         )
         search_time = time.monotonic() - started
         searched = None
         if self._searches_after_finetune(choice):
-            choice, searched = self._search_after_finetune(merged, choice, run, params, flops)
+            choice, searched = self._search_after_finetune(
+                merged, choice, run, params, flops, bases
+            )
         ranks = choice.ranks
-        lowrank = to_lowrank(merged, ranks).to(device).eval()
+        lowrank = to_lowrank(merged, ranks, bases=bases).to(device).eval()
         chosen_test = evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
         history: list = []
         if searched is not None:
@@ -170,9 +180,9 @@ class JobStages:
         truncated = (
             dense_from_lowrank(lowrank, merged).eval()
             if searched is not None or spec.compress.finetune_epochs > 0
-            else truncate(merged, ranks).to(device).eval()
+            else truncate(merged, ranks, bases=bases).to(device).eval()
         )
-        search = {**choice.search, "time_s": search_time}
+        search = {**choice.search, "time_s": search_time, "truncation": spec.compress.truncation}
         if searched is not None:
             search["before_finetune"] = searched.start
             search["after_finetune"] = searched.tried
@@ -181,6 +191,7 @@ class JobStages:
             "lowrank": lowrank,
             "truncated": truncated,
             "names": names,
+            "bases": bases,
             "choice": choice,
             "accuracy": {
                 "uncompressed": evaluate(merged, self.splits.test, device, amp=self.amp).accuracy,
@@ -217,9 +228,11 @@ class JobStages:
         params: int,
         flops: int,
         on_progress: ProgressCallback | None = None,
+        bases: dict[str, Svd] | None = None,
     ) -> RankChoice:
         """Ranks for the layers `names` of `merged` (a dense model of `params` parameters
-        and `flops` FLOPs), chosen on the job's validation split."""
+        and `flops` FLOPs), chosen on the job's validation split; `bases` as
+        `self.bases` gives them (None: plain SVD)."""
         return choose_ranks(
             merged,
             names,
@@ -232,6 +245,14 @@ class JobStages:
             total_flops=flops,
             should_stop=self.should_stop,
             on_progress=on_progress,
+            bases=bases,
+        )
+
+    def bases(self, merged: nn.Module, names: list[str]) -> dict[str, Svd] | None:
+        """The truncation bases of `merged`'s layers as compress.truncation asks
+        (core.calibration), from the job's training split."""
+        return truncation_bases(
+            merged, names, self.spec.compress.truncation, self.splits.train, device=self.device
         )
 
     def _val_accuracy(
@@ -268,14 +289,20 @@ class JobStages:
         )
 
     def _search_after_finetune(
-        self, merged: nn.Module, choice: RankChoice, run: str, params: int, flops: int
+        self,
+        merged: nn.Module,
+        choice: RankChoice,
+        run: str,
+        params: int,
+        flops: int,
+        bases: dict[str, Svd] | None,
     ) -> tuple[RankChoice, Searched]:
         """The search's tolerance held after fine-tuning (core.job.finetune_search): the
         RankChoice of the allocation kept, and the walk (its fine-tuned model included)."""
         device, val = self.device, self.splits.val
 
         def build(ranks: dict[str, int]) -> nn.Module:
-            return to_lowrank(merged, ranks).to(device).eval()
+            return to_lowrank(merged, ranks, bases=bases).to(device).eval()
 
         def marks(model: nn.Module) -> torch.Tensor:
             return evaluate(model, val, device, amp=self.amp, per_sample=True).correct

@@ -5,6 +5,7 @@ Every comparison starts from ONE plain N=1 model, trained with the job's recipe:
 - plain: truncated by the same rank search as LoRITa's model (the pipeline's baseline);
 - plain+finetune: truncated to LoRITa's chosen size (the share of params or FLOPs,
   per compress.target) along the same budget family, then fine-tuned;
+both truncate the way LoRITa's model is truncated (compress.truncation);
 - pruning: Torch-Pruning structured pruning to LoRITa's chosen size, then fine-tuned.
 Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs at the
 same reduced learning rate; with compress.distill plain+finetune distils from the N=1
@@ -25,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.calibration import truncation_bases
 from core.events import EventSink, StopCheck, ignore_event, never_stop
-from core.lowrank import to_lowrank
+from core.lowrank import Svd, to_lowrank
 from core.measure import count_flops, count_params, evaluate
 from core.peers.latency import as_cpu_latency, cpu_latencies
 from core.peers.pruning import PruningError, prune_to_budget
@@ -86,12 +88,14 @@ def truncate_to_share(
     target: str,
     input_shape: Sequence[int],
     device: str | torch.device = "cpu",
+    bases: dict[str, Svd] | None = None,
 ) -> tuple[nn.Module, dict[str, int]]:
     """The low-rank model of `merged` with the least truncation error whose params (or
-    FLOPs) stay within `share`: the budget family the rank search itself walks."""
-    problem = RankProblem(merged, names, tuple(input_shape), device=device)
+    FLOPs) stay within `share`: the budget family the rank search itself walks, on
+    `bases` (core.calibration; None: plain SVD)."""
+    problem = RankProblem(merged, names, tuple(input_shape), device=device, bases=bases)
     ranks = BudgetFamily(problem, target).ranks_at(share)
-    return to_lowrank(merged, ranks).to(device).eval(), dict(ranks)
+    return to_lowrank(merged, ranks, bases=bases).to(device).eval(), dict(ranks)
 
 
 def finetune_recipe(train: TrainSpec, epochs: int, lr_scale: float) -> TrainSpec:
@@ -227,8 +231,20 @@ def run_comparisons(
                 f"plain+finetune: truncating N=1 to {100 * lorita_share:.1f}% of the {target}",
                 low + done * step,
             )
+            # The same truncation as LoRITa's (compress.truncation); the N=1 rank
+            # search's bases when it ran, they are of this very model.
+            if plain is not None and "bases" in plain:
+                bases = plain["bases"]
+            else:
+                bases = truncation_bases(
+                    plain_merged,
+                    context.names,
+                    context.compress.truncation,
+                    context.splits.train,
+                    device=device,
+                )
             lowrank, ranks = truncate_to_share(
-                plain_merged, context.names, lorita_share, target, shape, device
+                plain_merged, context.names, lorita_share, target, shape, device, bases
             )
             history = fine_tuned(lowrank, method)
             models[method] = lowrank

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.lowrank import pays_off, put_rank, set_submodule, weight_svd
+from core.lowrank import Svd, pays_off, put_rank, set_submodule, weight_svd
 from core.measure import count_flops, count_params
 
 
@@ -83,6 +83,8 @@ class RankProblem:
     """SVDs, costs and truncation of the weight layers of a (merged, dense) model.
 
     Works on its own copy of the model; `set_ranks` puts truncated layers into it.
+    `bases` ({name: (U, S, V^T)}, core.calibration's data-aware ones) replace the plain
+    SVD of the layers they name: costs, allocations and candidates then all follow them.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class RankProblem:
         device: str | torch.device = "cpu",
         total_params: int | None = None,
         total_flops: int | None = None,
+        bases: dict[str, Svd] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = copy.deepcopy(model).to(self.device).eval()
@@ -104,7 +107,7 @@ class RankProblem:
         self.layers: list[Layer] = []
         for name in names:
             module = self.model.get_submodule(name)
-            u, s, vh = weight_svd(module)
+            u, s, vh = bases[name] if bases and name in bases else weight_svd(module)
             as_device = {"device": self.device, "dtype": torch.float32}
             self.layers.append(
                 Layer(

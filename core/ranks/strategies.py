@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from core.events import StopCheck, never_stop
+from core.lowrank import Svd
 from core.ranks.evaluation import PairedEvaluator
 from core.ranks.families import BudgetFamily, global_ranks, uniform_ranks
 from core.ranks.problem import RankChoice, RankProblem, choice_cost
@@ -129,11 +130,13 @@ def choose_ranks(
     should_stop: StopCheck = never_stop,
     on_progress: ProgressCallback | None = None,
     sample_limit: int | None = None,
+    bases: dict[str, Svd] | None = None,
 ) -> RankChoice:
     """Ranks for the layers `names` of the merged dense `model` (which is not modified).
 
     Accuracy is measured on `val_dataset` only (never on test data). `on_progress`
-    receives (fraction of the search done, message).
+    receives (fraction of the search done, message). `bases` replace the layers' plain
+    SVDs (core.calibration's data-aware truncation).
     """
     strategy = STRATEGIES[compress.strategy]
     problem = RankProblem(
@@ -143,6 +146,7 @@ def choose_ranks(
         device=device,
         total_params=total_params,
         total_flops=total_flops,
+        bases=bases,
     )
     evaluator = PairedEvaluator(
         problem,
@@ -161,7 +165,10 @@ def choose_ranks(
         progress=on_progress or (lambda _fraction, _message: None),
     )
     choice = strategy.choose(context)
-    choice.spectra = {layer.name: layer.s.detach().to("cpu", torch.float64) for layer in problem}
+    if not bases:  # a data-aware S is not the weight's spectrum, which the report shows
+        choice.spectra = {
+            layer.name: layer.s.detach().to("cpu", torch.float64) for layer in problem
+        }
     choice.search.update(
         {
             "evaluations": evaluator.evaluations,
