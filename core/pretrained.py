@@ -96,7 +96,6 @@ def plain_truncation_point(
     truncated_params = count_params(truncated)
     truncated_flops = count_flops(truncated, job.input_shape)
     return TruncationPoint(
-        truncation=job.spec.compress.truncation,
         accuracy=evaluate(truncated, job.splits.test, job.device, amp=job.amp).accuracy,
         params=truncated_params,
         flops=truncated_flops,

@@ -140,10 +140,6 @@ class RankSearch(Section):
     val_samples: int | None = Field(None, description="validation samples each one used")
     subset_reference_accuracy: float | None = None
     time_s: float | None = None
-    truncation: str | None = optional(
-        "compress.truncation: svd (the weight's own SVD) or data-aware (weighted by the "
-        "layer's inputs on training images)"
-    )
     budget_unreachable: bool | None = optional(
         "the requested budget could not be met; the closest allocation was kept"
     )
@@ -216,9 +212,6 @@ class RankSearchBlock(CompressionBlock):
 class TruncationPoint(Section):
     """A model truncated without LoRITa training, measured on the test split."""
 
-    truncation: str = Field(
-        "svd", description="how its weights were cut (compress.truncation, as LoRITa's)"
-    )
     accuracy: float
     params: int
     flops: int

@@ -28,7 +28,8 @@ def pretrained_lines(result: Result) -> list[str]:
         return ["", *lines] if lines else []
     plain = reference.plain_truncation
     kept = 1 - result.params.compressed / reference.params
-    how = "plain SVD truncation " if plain.truncation == "svd" else "data-aware truncation"
+    data_aware = result.spec["compress"].get("truncation") == "data-aware"
+    how = "data-aware truncation" if data_aware else "plain SVD truncation "
     lines += [
         f"from your model (accuracy {_pct(reference.accuracy)}, {reference.params:,} parameters):",
         f"  {how}  {_pct(plain.accuracy)} at {plain.params:,} parameters "

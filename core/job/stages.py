@@ -182,7 +182,7 @@ class JobStages:
             if searched is not None or spec.compress.finetune_epochs > 0
             else truncate(merged, ranks, bases=bases).to(device).eval()
         )
-        search = {**choice.search, "time_s": search_time, "truncation": spec.compress.truncation}
+        search = {**choice.search, "time_s": search_time}
         if searched is not None:
             search["before_finetune"] = searched.start
             search["after_finetune"] = searched.tried

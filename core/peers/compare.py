@@ -233,7 +233,7 @@ def run_comparisons(
             )
             # The same truncation as LoRITa's (compress.truncation); the N=1 rank
             # search's bases when it ran, they are of this very model.
-            if plain is not None and "bases" in plain:
+            if plain is not None:
                 bases = plain["bases"]
             else:
                 bases = truncation_bases(

@@ -113,7 +113,6 @@ def test_a_data_aware_job_cuts_the_same_model_better_and_exports_that_cut(tmp_pa
     aware = run_job(
         _job("data-aware"), tmp_path / "aware", device="cpu", checkpoint_dir=checkpoints
     )
-    assert (plain.rank_search.truncation, aware.rank_search.truncation) == ("svd", "data-aware")
     assert aware.accuracy.uncompressed == plain.accuracy.uncompressed
     for result in (plain, aware):
         assert result.params.compressed <= 0.08 * result.params.uncompressed
