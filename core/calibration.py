@@ -44,12 +44,14 @@ RIDGE = 1e-4
 def _layer_inputs(module: nn.Module, inputs: Tensor) -> Tensor:
     """The rows x the layer's weight matrix multiplies: (count, fan_in)."""
     if isinstance(module, nn.Conv2d):
+        # Pad as the conv itself does, then unfold without padding: that covers
+        # 'same' / 'valid' (unfold takes numbers only, and 'same' with an even kernel
+        # pads one side more) and the reflect / replicate / circular modes alike.
+        # nn.Conv2d computes these F.pad amounts in its constructor for every case.
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        padded = functional.pad(inputs, module._reversed_padding_repeated_twice, mode=mode)
         patches = functional.unfold(
-            inputs,
-            module.kernel_size,
-            dilation=module.dilation,
-            padding=module.padding,
-            stride=module.stride,
+            padded, module.kernel_size, dilation=module.dilation, stride=module.stride
         )  # (batch, c_in*k*k, positions)
         return patches.transpose(1, 2).reshape(-1, patches.shape[1])
     return inputs.reshape(-1, inputs.shape[-1])

@@ -4,6 +4,8 @@ patches, and runs through a real job (search, export and comparisons) on the dig
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -61,6 +63,38 @@ def test_conv_moments_are_those_of_its_unfolded_patches():
     assert torch.allclose(moment, rows.T @ rows / rows.shape[0], atol=1e-10)
     # Channel 1 is 60x smaller than channel 0: its patch entries carry ~3600x less energy.
     assert moment[9:18].diagonal().mean() < moment[:9].diagonal().mean() / 1000
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(3, 6, 3, padding="same"),
+        nn.Conv2d(3, 6, 4, padding="same", dilation=2),  # even kernel: one side pads more
+        nn.Conv2d(3, 6, 3, padding="valid"),
+        nn.Conv2d(3, 6, 3, padding=1, padding_mode="reflect"),
+        nn.Conv2d(3, 6, 3, padding=(2, 1), stride=2, padding_mode="circular"),
+    ],
+    ids=["same", "same-even-dilated", "valid", "reflect", "circular-strided"],
+)
+def test_conv_patches_follow_every_padding_the_conv_allows(conv):
+    """The moments are those of what the conv really multiplies: for any change D of
+    its weight, the output error the conv itself shows, mean over positions of
+    ||D x||^2, equals tr(D M D^T); and the basis still gives the conv back at full
+    rank."""
+    torch.manual_seed(2)
+    model = nn.Sequential(conv).eval()
+    data = _skewed_images(16)
+    images = data.tensors[0]
+    moment = input_moments(model, ["0"], data)["0"]
+    probe = copy.deepcopy(conv).double()
+    probe.bias = None
+    with torch.no_grad():
+        probe.weight.normal_()
+        measured = float((probe(images.double()) ** 2).sum(1).mean())
+    delta = probe.weight.detach().reshape(conv.out_channels, -1)
+    assert float(torch.trace(delta @ moment @ delta.T)) == pytest.approx(measured, rel=1e-9)
+    bases = data_aware_bases(model, ["0"], data)
+    assert _output_error(model, truncate(model, {"0": 6}, bases=bases), images) < 1e-10
 
 
 def test_a_layer_whose_forward_never_runs_keeps_the_plain_svd():
