@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -77,6 +78,26 @@ def read_result(name: str, results_dir: Path | None = None) -> dict[str, Any] | 
     if not path.exists():
         return None
     return json.loads(path.read_text())
+
+
+def load_runs(path: Path) -> dict[str, Any]:
+    """A file of keyed runs, ``{"runs": {key: run}}``; no runs when it does not exist."""
+    return json.loads(path.read_text()) if path.exists() else {"runs": {}}
+
+
+def store_run(path: Path, key: str, run: dict[str, Any]) -> dict[str, Any]:
+    """Add `run` under `key` to the runs file `path` and return the file's content.
+
+    Two processes of one bench (one per core) may finish together: read, add and
+    write under an exclusive lock, or one of the two runs is lost.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        payload = load_runs(path)
+        payload["runs"][key] = run
+        write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
+    return payload
 
 
 def median(values: list[float]) -> float:

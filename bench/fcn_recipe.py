@@ -16,8 +16,6 @@ Results are merged into bench/results/fcn_recipe.json, keyed by setting and seed
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import os
 import time
 from pathlib import Path
@@ -181,24 +179,12 @@ def loss_rise(run: dict) -> str:
     return f"+{rise:.3f}" if rise > 0 else "-"
 
 
-def _load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
-
-
 def _store(run: dict) -> dict:
-    """Add `run` to the results file and return its content. Another run of this bench
-    (two settings at a time on two cores) may write it too: read, add and write under
-    an exclusive lock, or one of two runs finishing together is lost."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        payload = _load()
-        key = run_key(
-            run["setting"], run["seed"], run["processor"], run["day"], run.get("machine", "")
-        )
-        payload["runs"][key] = run
-        RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
-    return payload
+    """Add `run` to the results file (two settings may run at a time, one per core)."""
+    from bench.common import store_run
+
+    key = run_key(run["setting"], run["seed"], run["processor"], run["day"], run.get("machine", ""))
+    return store_run(RESULTS, key, run)
 
 
 def table(payload: dict) -> str:
@@ -242,7 +228,9 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/lorita-fcn-recipe"))
     parser.add_argument("--table", action="store_true", help="print the stored table only")
     args = parser.parse_args()
-    payload = _load()
+    from bench.common import load_runs
+
+    payload = load_runs(RESULTS)
     if not args.table:
         for name in args.only or sorted(SETTINGS):
             for seed in args.seeds:

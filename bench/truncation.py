@@ -14,7 +14,8 @@ peers at that size. Settings (SETTINGS):
   the same dataset and seed trained (the "from pretrained" recipe: 3 epochs, then 1
   of fine-tuning), as a user compressing a model they trained;
 - resnet20-10k: ResNet20, the CNN family's default recipe for 6 epochs on 10,000
-  training images (fine-tuning 1 epoch, search after fine-tuning).
+  training images (fine-tuning 1 epoch, search after fine-tuning);
+- vgg11-10k: the same for VGG11.
 
     python -m bench.truncation                              # fcn, MNIST and Fashion-MNIST, seed 0
     python -m bench.truncation --setting fcn-warm --datasets mnist --seeds 0 1
@@ -28,8 +29,6 @@ seed, truncation and machine (the same seed trains a different model on another 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import os
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "fcn": ("fcn", {"epochs": 8}, {}),
     "fcn-warm": ("fcn", {}, {}),
     "resnet20-10k": ("resnet20", {"epochs": 6}, {"train_subset": 10_000}),
+    "vgg11-10k": ("vgg11", {"epochs": 6}, {"train_subset": 10_000}),
 }
 
 
@@ -107,13 +107,14 @@ def run_job_with(
         for name, block in (result.comparisons or {}).items()
     }
     n1 = next(iter((result.comparisons or {}).values()), None)
+    machine = machine_info("cpu")
     return {
         "setting": setting,
         "dataset": dataset,
         "seed": seed,
         "truncation": truncation,
-        "processor": machine_info("cpu")["processor"],
-        "load_average_1m": machine_info("cpu")["load_average_1m"],
+        "processor": machine["processor"],
+        "load_average_1m": machine["load_average_1m"],
         "day": time.strftime("%Y-%m-%d"),
         "machine": machine_tag(),
         "n1_accuracy": n1.accuracy.uncompressed if n1 is not None else None,
@@ -151,22 +152,6 @@ def _key(run: dict[str, Any]) -> str:
         ]
         + ([run["machine"]] if run.get("machine") else [])
     )
-
-
-def _load() -> dict[str, Any]:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
-
-
-def _store(run: dict[str, Any]) -> dict[str, Any]:
-    """Add `run` under an exclusive lock: two processes of this bench (one per core)
-    may finish together."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        payload = _load()
-        payload["runs"][_key(run)] = run
-        RESULTS.write_text(json.dumps(payload, indent=1) + "\n")
-    return payload
 
 
 def _pct(value: float | None) -> str:
@@ -224,14 +209,15 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/lorita-truncation"))
     parser.add_argument("--table", action="store_true", help="print the stored table only")
     args = parser.parse_args()
-    payload = _load()
+    from bench.common import load_runs, store_run
+
+    payload = load_runs(RESULTS)
     if not args.table:
         for dataset in args.datasets:
             for seed in args.seeds:
                 for truncation in args.truncations:
-                    payload = _store(
-                        run_job_with(dataset, seed, truncation, args.work_dir, args.setting)
-                    )
+                    run = run_job_with(dataset, seed, truncation, args.work_dir, args.setting)
+                    payload = store_run(RESULTS, _key(run), run)
     print(table(payload))
 
 
