@@ -55,7 +55,7 @@ from bench.common import (
 )
 from core.factorize import eligible_layers
 from core.measure import count_flops, count_params, evaluate
-from core.peers.compare import finetune_recipe, truncate_to_share
+from core.peers.compare import PEER_LR_SCALES, finetune_recipe, truncate_to_share
 from core.peers.latency import cpu_latencies
 from core.peers.pruning import prune_to_budget
 from core.pipeline import FINETUNE_LR_SCALE, SPLIT_SEED
@@ -149,13 +149,17 @@ class Setting:
         m = spec.model
         self.shape = (m.in_channels, m.image_size, m.image_size)
         self.exclude = list(default_exclude(m.arch)) + list(spec.lorita.exclude or [])
-        self.recipe = finetune_recipe(spec.train, max(args.finetune_epochs, 1), FINETUNE_LR_SCALE)
+        epochs = max(args.finetune_epochs, 1)
+        self.recipe = finetune_recipe(spec.train, epochs, FINETUNE_LR_SCALE)
+        # The pruned network retrains at the rate the job's pruning comparison uses.
+        self.pruning_recipe = finetune_recipe(spec.train, epochs, PEER_LR_SCALES["pruning"])
 
     def accuracy(self, model: nn.Module) -> float:
         return evaluate(model, self.splits.test, self.args.device).accuracy
 
     def finetuned(self, model: nn.Module, run: str) -> nn.Module:
-        train_model(model, self.splits, self.recipe, device=self.args.device, run=run)
+        recipe = self.pruning_recipe if run == "pruning_ft" else self.recipe
+        train_model(model, self.splits, recipe, device=self.args.device, run=run)
         return model.eval()
 
     def point(self, model: nn.Module, dense: nn.Module, share: float) -> dict[str, Any]:

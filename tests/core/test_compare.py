@@ -9,6 +9,7 @@ import json
 import pytest
 from torch import nn
 
+from core.job.stages import FINETUNE_LR_SCALE
 from core.peers import PruningError, prune_to_budget
 from core.peers.compare import peer_finetune_epochs
 from core.peers.verdict import decide
@@ -75,6 +76,14 @@ def test_all_three_comparisons_at_lorita_size(compared):
     assert result.spec["compress"]["distill"] is True
     assert "distilled from the N=1 model" in result.comparisons["plain+finetune"].description
     assert "on the labels" in result.comparisons["pruning"].description
+    # The pruned network is retrained at the training's own rate, the truncated one
+    # touched up at LoRITa's reduced rate: with one schedule over the same epochs every
+    # epoch's rate differs by that factor.
+    assert "1x the training's learning rate" in result.comparisons["pruning"].description
+    pruned_lr = [e.lr for e in result.comparisons["pruning"].finetune_history]
+    truncated_lr = [e.lr for e in result.comparisons["plain+finetune"].finetune_history]
+    assert pruned_lr == pytest.approx([lr / FINETUNE_LR_SCALE for lr in truncated_lr])
+    assert max(truncated_lr) > 0
 
 
 def test_latency_at_batch_1_and_64_for_every_model(compared):
