@@ -20,6 +20,14 @@ on the CPU at batch 1 and 64 in interleaved rounds.
     python -m bench.peers --setting fcn-mnist --train --arch fcn --dataset mnist --epochs 8
     python -m bench.peers --setting resnet20-fashion --plot
     python -m bench.peers --setting resnet20-fashion --add-lorita RUN_N2   # another N
+    python -m bench.peers ... --also-rate pruning_ft=0.1 --also-rate n1_trunc_ft=1
+
+Fine-tuning runs at a fixed share of the training's learning rate per method: the
+truncated models at core.pipeline.FINETUNE_LR_SCALE (LoRITa's), the pruned one at the
+training's own rate (a job tries both for each peer and keeps the better on validation,
+core.peers.compare.PEER_LR_SCALES). `--also-rate METHOD=SCALE` adds a row: that
+fine-tuned method again, retrained at SCALE times the training's rate, so that every
+method can be read at the rate that suits it.
 
 `--add-lorita` puts one more LoRITa model (a run with another N, same architecture, data
 and recipe) into an existing result: its truncation (+ fine-tune) curves on the stored
@@ -33,6 +41,7 @@ and `--plot` redraws bench/results/peers_<setting>.png from that file (and print
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -76,6 +85,10 @@ METHODS = {
     "n3_trunc": "LoRITa N=3 + truncation",
     "n3_trunc_ft": "LoRITa N=3 + truncation + fine-tune",
 }
+# The methods that fine-tune, and so can be run again at another rate (--also-rate).
+FINETUNED = ("n1_trunc_ft", "pruning_ft", "n3_trunc_ft")
+# Results written before the file recorded its rates fine-tuned every method at 0.1x.
+EARLIER_LR_SCALES = dict.fromkeys((*FINETUNED, "n2_trunc_ft"), 0.1)
 # Peers dashed, LoRITa solid; one color per method.
 METHOD_STYLES = {
     "n1_trunc": ("tab:blue", "--"),
@@ -149,18 +162,21 @@ class Setting:
         m = spec.model
         self.shape = (m.in_channels, m.image_size, m.image_size)
         self.exclude = list(default_exclude(m.arch)) + list(spec.lorita.exclude or [])
-        epochs = max(args.finetune_epochs, 1)
-        self.recipe = finetune_recipe(spec.train, epochs, FINETUNE_LR_SCALE)
-        # The pruned network retrains at the rate the job's pruning comparison uses.
-        self.pruning_recipe = finetune_recipe(spec.train, epochs, PEER_LR_SCALES["pruning"])
+        self.epochs = max(args.finetune_epochs, 1)
+        # The rates the job uses: the pruned network retrains at its comparison's rate.
+        self.lr_scales = lr_scales()
+
+    def finetuned(self, model: nn.Module, run: str, scale: float | None = None) -> nn.Module:
+        """`model` fine-tuned in place at `scale` times the training's rate (default:
+        the rate of the job's method `run`)."""
+        if scale is None:
+            scale = self.lr_scales.get(run, FINETUNE_LR_SCALE)
+        recipe = finetune_recipe(self.spec.train, self.epochs, scale)
+        train_model(model, self.splits, recipe, device=self.args.device, run=run)
+        return model.eval()
 
     def accuracy(self, model: nn.Module) -> float:
         return evaluate(model, self.splits.test, self.args.device).accuracy
-
-    def finetuned(self, model: nn.Module, run: str) -> nn.Module:
-        recipe = self.pruning_recipe if run == "pruning_ft" else self.recipe
-        train_model(model, self.splits, recipe, device=self.args.device, run=run)
-        return model.eval()
 
     def point(self, model: nn.Module, dense: nn.Module, share: float) -> dict[str, Any]:
         return {
@@ -189,9 +205,11 @@ class Setting:
 
     def sweep(self, n1: nn.Module, n3: nn.Module, shares: list[float]):
         """Every method at every share; returns the curves and the models kept by share."""
-        curves: dict[str, list[dict[str, Any]]] = {name: [] for name in METHODS}
-        models: dict[str, dict[float, nn.Module]] = {name: {} for name in METHODS}
         fine_tune = self.args.finetune_epochs > 0
+        extra = list(self.args.also_rate) if fine_tune else []
+        names = list(METHODS) + [rate_key(method, scale) for method, scale in extra]
+        curves: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        models: dict[str, dict[float, nn.Module]] = {name: {} for name in names}
         for share in shares:
             started = time.monotonic()
             pruned = prune_to_budget(
@@ -202,6 +220,16 @@ class Setting:
                 "n3_trunc": self.truncated(n3, share),
             }
             if fine_tune:
+                starts = {"n1_trunc_ft": n1, "n3_trunc_ft": n3}
+                for method, scale in extra:
+                    key = rate_key(method, scale)
+                    # A copy: the job's own row fine-tunes the pruned network in place.
+                    start = (
+                        copy.deepcopy(pruned)
+                        if method == "pruning_ft"
+                        else self.truncated(starts[method], share)
+                    )
+                    built[key] = self.finetuned(start, key, scale)
                 built["n1_trunc_ft"] = self.finetuned(self.truncated(n1, share), "n1_trunc_ft")
                 built["n3_trunc_ft"] = self.finetuned(self.truncated(n3, share), "n3_trunc_ft")
                 built["pruning_ft"] = self.finetuned(pruned, "pruning_ft")
@@ -209,6 +237,38 @@ class Setting:
                 built["pruning"] = pruned
             self.record(built, n1, share, curves, models, started)
         return {k: v for k, v in curves.items() if v}, models
+
+
+def lr_scales() -> dict[str, float]:
+    """Per fine-tuned method, the multiple of the training's rate the job retrains at."""
+    return {
+        "n1_trunc_ft": FINETUNE_LR_SCALE,
+        "pruning_ft": max(PEER_LR_SCALES),
+        "n2_trunc_ft": FINETUNE_LR_SCALE,
+        "n3_trunc_ft": FINETUNE_LR_SCALE,
+    }
+
+
+def rate_key(method: str, scale: float) -> str:
+    """The row of `method` fine-tuned again at `scale` (--also-rate)."""
+    return f"{method}@{scale:g}"
+
+
+def method_label(name: str, payload: dict[str, Any]) -> str:
+    """The table's and the plot's name of a row, with the rate it was fine-tuned at."""
+    method, _, extra = name.partition("@")
+    label = METHODS.get(method, method)
+    if extra:
+        return f"{label} ({extra}x lr)"
+    scale = payload.get("lr_scales", EARLIER_LR_SCALES).get(method)
+    return label if scale is None else f"{label} ({scale:g}x lr)"
+
+
+def ordered_rows(names) -> list[str]:
+    """The table's rows: METHODS' order, each one's --also-rate rows after it."""
+    names = list(names)
+    rank = {method: index for index, method in enumerate(METHODS)}
+    return sorted(names, key=lambda n: (rank.get(n.partition("@")[0], len(rank)), "@" in n, n))
 
 
 def run_setting(args: argparse.Namespace, n1_dir: Path, n3_dir: Path) -> dict[str, Any]:
@@ -232,6 +292,7 @@ def run_setting(args: argparse.Namespace, n1_dir: Path, n3_dir: Path) -> dict[st
         "dataset": spec1.data.dataset,
         "epochs": {"n1": spec1.train.epochs, "n3": spec3.train.epochs},
         "finetune_epochs": args.finetune_epochs,
+        "lr_scales": lr_scales(),
         "target": args.target,
         "shares": shares,
         "runs": {"n1": n1_dir.name, "n3": n3_dir.name},
@@ -347,11 +408,9 @@ def table(payload: dict[str, Any]) -> str:
         f"| N=1 uncompressed | {reference} | 0% | 0% | {reference} | 0% | 0% "
         f"| {dense['batch_1']:.3f} | {dense['batch_64']:.3f} |"
     )
-    for name, label in METHODS.items():
-        row = payload["summary"].get(name)
-        if row is None:
-            continue
-        cells = [label]
+    for name in ordered_rows(payload["summary"]):
+        row = payload["summary"][name]
+        cells = [method_label(name, payload)]
         for tol in TOLERANCES:
             point = row.get(str(tol))
             cells += [
@@ -409,8 +468,10 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
         for name, curve in payload["curves"].items():
             points = sorted(curve, key=lambda point: point[key])
             accuracies = [100 * point["test_accuracy"] for point in points]
-            color, style = METHOD_STYLES.get(name, ("black", ":"))
-            label = METHODS.get(name, name)
+            method, _, extra = name.partition("@")
+            color, style = METHOD_STYLES.get(method, ("black", ":"))
+            style = ":" if extra else style
+            label = method_label(name, payload)
             if max(accuracies) < bottom:
                 label += f" (below the range: {max(accuracies):.1f}% and less)"
             axis.plot(
@@ -441,6 +502,22 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def rate_choice(text: str) -> tuple[str, float]:
+    """METHOD=SCALE of --also-rate."""
+    method, sep, scale = text.partition("=")
+    if not sep or method not in FINETUNED:
+        raise argparse.ArgumentTypeError(
+            f"expected METHOD=SCALE with METHOD one of {', '.join(FINETUNED)}, got {text!r}"
+        )
+    try:
+        value = float(scale)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"SCALE must be a number above 0, got {scale!r}")
+    return method, value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -474,6 +551,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="kept shares of --target to run every method at (comma-separated)",
     )
     p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument(
+        "--also-rate",
+        type=rate_choice,
+        action="append",
+        default=[],
+        metavar="METHOD=SCALE",
+        help=f"also fine-tune METHOD ({', '.join(FINETUNED)}) at SCALE x the training's "
+        "learning rate, as a row of its own (repeatable)",
+    )
     add_device_options(p)
     args = p.parse_args(argv)
     chosen = args.plot or args.train or args.add_lorita is not None

@@ -261,6 +261,13 @@ class RecipeInfo(Section):
     )
 
 
+class FinetuneRateTrial(Section):
+    """One learning rate a comparison's fine-tuning tried."""
+
+    lr_scale: float = Field(description="share of the training's learning rate")
+    val_accuracy: float = Field(description="validation accuracy after the fine-tuning")
+
+
 class ComparisonBlock(CompressionBlock):
     """Another way to get a small model from the same data and budget (JobSpec.comparisons).
 
@@ -282,6 +289,13 @@ class ComparisonBlock(CompressionBlock):
     ranks: dict[str, int] | None = optional("rank kept per layer (truncation methods)")
     pruning: dict[str, Any] | None = optional("what structured pruning did (ratio, widths)")
     finetune_history: list[EpochRecord] | None = optional("the fine-tuning epochs")
+    finetune_lr_scale: float | None = optional(
+        "the fine-tuning's learning rate as a share of the training's: the rate kept"
+    )
+    finetune_lr_trials: list[FinetuneRateTrial] | None = optional(
+        "every rate the fine-tuning tried from the same start; the best on the validation "
+        "split is the one kept"
+    )
 
 
 class VerdictEntry(Section):

@@ -71,6 +71,23 @@ def comparison_rows(result: Result) -> list[tuple[str, ...]]:
     return rows
 
 
+def rate_line(result: Result) -> str:
+    """Which learning rate each peer's fine-tuning kept, of those it tried ("" if none)."""
+    kept = {
+        method: block
+        for method, block in (result.comparisons or {}).items()
+        if block.finetune_lr_trials and block.finetune_lr_scale is not None
+    }
+    if not kept:
+        return ""
+    tried = sorted({t.lr_scale for block in kept.values() for t in block.finetune_lr_trials})
+    choices = ", ".join(f"{method} {block.finetune_lr_scale:g}x" for method, block in kept.items())
+    return (
+        "  fine-tuning rate (x the training's; the better on the validation split of "
+        f"{' and '.join(f'{scale:g}x' for scale in tried)}): {choices}"
+    )
+
+
 def format_comparisons(result: Result) -> str:
     """The comparison table, its notes and the verdict line ("" when none ran)."""
     if not result.comparisons and not result.comparisons_skipped:
@@ -87,6 +104,9 @@ def format_comparisons(result: Result) -> str:
             notes.setdefault(block.note, []).append(method)
     for note, methods in notes.items():
         lines.append(f"  note ({', '.join(methods)}): {note}")
+    rates = rate_line(result)
+    if rates:
+        lines.append(rates)
     for method, reason in (result.comparisons_skipped or {}).items():
         lines.append(f"  {method} did not run: {reason}")
     if result.verdict is not None:

@@ -7,12 +7,12 @@ Every comparison starts from ONE plain N=1 model, trained with the job's recipe:
   per compress.target) along the same budget family, then fine-tuned;
 both truncate the way LoRITa's model is truncated (compress.truncation);
 - pruning: Torch-Pruning structured pruning to LoRITa's chosen size, then fine-tuned.
-Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs at the
-same reduced learning rate; with compress.distill plain+finetune distils from the N=1
-model, pruning keeps the labels, see DISTILLED_PEERS, and retrains at the full rate, see
-PEER_LR_SCALES); when that is 0 the peers get 1
-epoch, and say so, since a pruned network without any fine-tuning is not what anyone
-would ship.
+Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs; with
+compress.distill plain+finetune distils from the N=1 model, pruning keeps the labels,
+see DISTILLED_PEERS), at the better of two learning rates on the validation split,
+LoRITa's reduced one and the training's own (PEER_LR_SCALES); when that is 0 the peers
+get 1 epoch, and say so, since a pruned network without any fine-tuning is not what
+anyone would ship.
 
 Every model's CPU latency is measured side by side (core.peers.latency) and the verdict
 picks the best small model (core.peers.verdict).
@@ -20,6 +20,7 @@ picks the best small model (core.peers.verdict).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,13 +49,14 @@ DEFAULT_PEER_FINETUNE_EPOCHS = 1
 # truncated N=1 model by 0.11 point on average but costs the pruned network 0.25, whose
 # outputs start far from the teacher's, so pruning fine-tunes on the labels alone.
 DISTILLED_PEERS = frozenset({"plain+finetune"})
-# The peers that fine-tune at another share of the training's learning rate than
-# LoRITa's model (context.lr_scale). A pruned network starts near chance (9.7% on
-# FCN-MNIST at 6.4% of the params) and has to be retrained, not touched up: there 3
-# epochs at the full rate gave 98.18% test against 97.94% at 0.3x and 97.09% at 0.1x
-# (seed 0, bench/README.md, "The pruning peer's learning rate"), so a peer at 0.1x
-# would be a straw man.
-PEER_LR_SCALES: dict[str, float] = {"pruning": 1.0}
+# The shares of the training's learning rate each fine-tuned peer tries, besides
+# LoRITa's own reduced one (context.lr_scale); the one better on the validation split is
+# kept. Which rate suits a peer depends on how far its cut went: far (the FCN on MNIST at
+# 6.4% of the params, where the cut leaves 9.7% for pruning, 83-86% for truncation) 3
+# epochs at the full rate beat 0.1x by 1 point for pruning and 0.6-1 for truncation;
+# near (ResNet20 at 85% of the FLOPs) 0.1x is ahead by 0.2-0.4 (bench/README.md, "The
+# peers' learning rate"). A peer held at one of them would be a straw man somewhere.
+PEER_LR_SCALES: tuple[float, ...] = (1.0,)
 
 
 @dataclass
@@ -116,6 +118,21 @@ def finetune_recipe(train: TrainSpec, epochs: int, lr_scale: float) -> TrainSpec
             "channels_last": False,
         }
     )
+
+
+@dataclass
+class Tuned:
+    """A peer fine-tuned at the rate that served it best on the validation split."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    lr_scale: float
+    trials: list[dict[str, float]]  # every rate tried: lr_scale, val_accuracy
+
+
+def peer_lr_scales(lorita_scale: float) -> list[float]:
+    """The rates a fine-tuned peer tries: LoRITa's first, then PEER_LR_SCALES."""
+    return list(dict.fromkeys((lorita_scale, *PEER_LR_SCALES)))
 
 
 def finetune(
@@ -195,10 +212,14 @@ def run_comparisons(
     def distils(method: str) -> bool:
         return context.compress.distill and method in DISTILLED_PEERS
 
-    def how_tuned(method: str) -> str:
+    scales = peer_lr_scales(context.lr_scale)
+
+    def how_tuned(method: str, tuned: Tuned) -> str:
         how = "distilled from the N=1 model" if distils(method) else "on the labels"
-        if method in PEER_LR_SCALES:
-            how += f" at {PEER_LR_SCALES[method]:g}x the training's learning rate"
+        how += f", at {tuned.lr_scale:g}x the training's learning rate"
+        if len(tuned.trials) > 1:
+            tried = " and ".join(f"{trial['lr_scale']:g}x" for trial in tuned.trials)
+            how += f" (the better of {tried} on the validation split)"
         return how
 
     models: dict[str, nn.Module] = {}
@@ -206,16 +227,29 @@ def run_comparisons(
     skipped: dict[str, str] = {}
     done = 0
 
-    def fine_tuned(model: nn.Module, run: str) -> list[dict[str, Any]]:
+    def fine_tuned(model: nn.Module, method: str) -> Tuned:
+        """`model` fine-tuned at each rate from the same start; the best on validation."""
         nonlocal done
-        span = (low + done * step, low + (done + 1) * step)
-        context.on_stage(f"{run}: fine-tuning for {epochs_text(epochs)}", span[0])
-        teacher = plain_merged if distils(run) else None
-        history = finetune(
-            model, context, run, epochs, span, teacher=teacher, lr_scale=PEER_LR_SCALES.get(run)
-        )
+        teacher = plain_merged if distils(method) else None
+        width = step / len(scales)
+        trials: list[dict[str, float]] = []
+        best, best_accuracy = Tuned(model, [], scales[0], trials), -1.0
+        for index, scale in enumerate(scales):
+            start = low + done * step + index * width
+            run = f"{method} at {scale:g}x lr"
+            context.on_stage(f"{run}: fine-tuning for {epochs_text(epochs)}", start)
+            # The last rate may fine-tune the model itself; the others a copy of it.
+            candidate = model if index == len(scales) - 1 else copy.deepcopy(model)
+            history = finetune(
+                candidate, context, run, epochs, (start, start + width), teacher, scale
+            )
+            accuracy = evaluate(candidate, context.splits.val, device, amp=context.amp).accuracy
+            trials.append({"lr_scale": scale, "val_accuracy": accuracy})
+            # A tie keeps the earlier rate: LoRITa's own, the fine-tuning it got.
+            if accuracy > best_accuracy:
+                best, best_accuracy = Tuned(candidate, history, scale, trials), accuracy
         done += 1
-        return history
+        return best
 
     for method in methods:
         if method == "plain":
@@ -260,17 +294,19 @@ def run_comparisons(
             lowrank, ranks = truncate_to_share(
                 plain_merged, context.names, lorita_share, target, shape, device, bases
             )
-            history = fine_tuned(lowrank, method)
-            models[method] = lowrank
+            tuned = fine_tuned(lowrank, method)
+            models[method] = tuned.model
             partial[method] = {
                 "description": f"N=1 model truncated to LoRITa's {target} share, then "
-                f"fine-tuned for {epochs_text(epochs)}, {how_tuned(method)}",
-                "accuracy": evaluate(lowrank, test, device, amp=context.amp).accuracy,
+                f"fine-tuned for {epochs_text(epochs)}, {how_tuned(method, tuned)}",
+                "accuracy": evaluate(tuned.model, test, device, amp=context.amp).accuracy,
                 "ranks": ranks,
                 "sized_to": target,
                 "finetune_epochs": epochs,
                 "note": epochs_note,
-                "finetune_history": history,
+                "finetune_history": tuned.history,
+                "finetune_lr_scale": tuned.lr_scale,
+                "finetune_lr_trials": tuned.trials,
             }
         elif method == "pruning":
             context.on_stage(
@@ -293,18 +329,20 @@ def run_comparisons(
                     "output layers keep their width"
                 )
                 note = f"{reach}; {note}" if note else reach
-            history = fine_tuned(pruned.model, method)
-            models[method] = pruned.model
+            tuned = fine_tuned(pruned.model, method)
+            models[method] = tuned.model
             partial[method] = {
                 "description": f"Torch-Pruning (L2 magnitude, structured) of the N=1 model "
                 f"to LoRITa's {target} share, then fine-tuned for {epochs_text(epochs)}, "
-                f"{how_tuned(method)}",
-                "accuracy": evaluate(pruned.model, test, device, amp=context.amp).accuracy,
+                f"{how_tuned(method, tuned)}",
+                "accuracy": evaluate(tuned.model, test, device, amp=context.amp).accuracy,
                 "pruning": pruned.summary(),
                 "sized_to": target,
                 "finetune_epochs": epochs,
                 "note": note,
-                "finetune_history": history,
+                "finetune_history": tuned.history,
+                "finetune_lr_scale": tuned.lr_scale,
+                "finetune_lr_trials": tuned.trials,
             }
         else:
             raise ValueError(f"unknown comparison {method!r}")

@@ -59,7 +59,8 @@ def test_all_three_comparisons_at_lorita_size(compared):
         # The peers get the fine-tuning LoRITa's model got (the FCN default: 3 epochs).
         epochs = result.spec["compress"]["finetune_epochs"]
         assert epochs == 3 and block.finetune_epochs == epochs and not block.note
-        assert [e.run for e in block.finetune_history] == [method] * epochs
+        kept = f"{method} at {block.finetune_lr_scale:g}x lr"
+        assert [e.run for e in block.finetune_history] == [kept] * epochs
     # plain is sized by the tolerance, as LoRITa's own model, and keeps its curve.
     plain = result.comparisons["plain"]
     assert plain.sized_to is None and plain.curve
@@ -76,14 +77,22 @@ def test_all_three_comparisons_at_lorita_size(compared):
     assert result.spec["compress"]["distill"] is True
     assert "distilled from the N=1 model" in result.comparisons["plain+finetune"].description
     assert "on the labels" in result.comparisons["pruning"].description
-    # The pruned network is retrained at the training's own rate, the truncated one
-    # touched up at LoRITa's reduced rate: with one schedule over the same epochs every
-    # epoch's rate differs by that factor.
-    assert "1x the training's learning rate" in result.comparisons["pruning"].description
-    pruned_lr = [e.lr for e in result.comparisons["pruning"].finetune_history]
-    truncated_lr = [e.lr for e in result.comparisons["plain+finetune"].finetune_history]
-    assert pruned_lr == pytest.approx([lr / FINETUNE_LR_SCALE for lr in truncated_lr])
-    assert max(truncated_lr) > 0
+    # Each fine-tuned peer tried LoRITa's reduced rate and the training's own from the
+    # same start and kept the one better on the validation split; its history is that
+    # rate's (with one schedule over the same epochs, every epoch's rate scales with it).
+    lorita_lr = [e.lr for e in result.finetune_history]
+    for method in ("plain+finetune", "pruning"):
+        block = result.comparisons[method]
+        trials = block.finetune_lr_trials
+        assert [t.lr_scale for t in trials] == [FINETUNE_LR_SCALE, 1.0], method
+        best = max(trials, key=lambda t: t.val_accuracy)
+        assert block.finetune_lr_scale == best.lr_scale, method
+        assert "the better of 0.1x and 1x on the validation split" in block.description
+        assert f"at {best.lr_scale:g}x the training's learning rate" in block.description
+        tuned_lr = [e.lr for e in block.finetune_history]
+        scale = best.lr_scale / FINETUNE_LR_SCALE
+        assert tuned_lr == pytest.approx([lr * scale for lr in lorita_lr]), method
+    assert max(lorita_lr) > 0
 
 
 def test_latency_at_batch_1_and_64_for_every_model(compared):
@@ -144,6 +153,13 @@ def test_cli_table_shows_every_method_and_the_verdict(compared):
     # No note: the peers got LoRITa's own fine-tuning (a note appears only when they
     # are given an epoch LoRITa's model did not get, and then only once).
     assert sum("note (" in line for line in lines) == 0
+    # The rate each fine-tuned peer kept, of the two it tried.
+    blocks = result.comparisons
+    assert lines[-2] == (
+        "  fine-tuning rate (x the training's; the better on the validation split of 0.1x "
+        f"and 1x): plain+finetune {blocks['plain+finetune'].finetune_lr_scale:g}x, "
+        f"pruning {blocks['pruning'].finetune_lr_scale:g}x"
+    )
 
 
 @pytest.mark.slow

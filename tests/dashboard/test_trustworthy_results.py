@@ -196,6 +196,14 @@ def test_job_page_shows_the_comparisons_and_how_each_was_made(
         expect(row).to_contain_text(f"{100 * block['accuracy']['compressed']:.2f}%")
         expect(row.locator("th")).to_contain_text(f"+ fine-tune ({block['finetune_epochs']} ep)")
     expect(table.locator("tr.best")).to_have_attribute("data-method", result["verdict"]["best"])
+    # The rate each fine-tuned peer kept, of the two it tried.
+    notes = page.locator("#comparison-notes")
+    for method in ("plain+finetune", "pruning"):
+        scale = result["comparisons"][method]["finetune_lr_scale"]
+        expect(notes).to_contain_text(
+            f"fine-tuned at {scale:g}x the training's learning rate, the better on the "
+            "validation split of 0.1x and 1x"
+        )
     page.locator("#comparisons").screenshot(path=screenshot_dir / "job-comparisons.png")
 
     # Starting a new job from this one asks for the same comparisons.

@@ -30,6 +30,14 @@ export const COMPARISON_LABELS = {
 
 const fineTuned = (epochs) => (epochs ? ` + fine-tune (${epochs} ep)` : "");
 
+// The learning rate a peer's fine-tuning kept, of those it tried (ComparisonBlock).
+const rateNote = (block) => {
+  const trials = block.finetune_lr_trials || [];
+  if (block.finetune_lr_scale == null || !trials.length) return "";
+  const tried = trials.map((t) => `${t.lr_scale}x`).join(" and ");
+  return `fine-tuned at ${block.finetune_lr_scale}x the training's learning rate, the better on the validation split of ${tried}`;
+};
+
 // One row per model of the side-by-side table: the uncompressed N = 1 model every
 // comparison starts from, LoRITa's compressed model, then each comparison. Shares are
 // of the N = 1 model's size; latency is the CPU one, measured in interleaved rounds.
@@ -71,7 +79,7 @@ export function comparisonRows(result) {
       paramsKept: block.params_kept,
       flopsKept: block.flops_kept,
       ...cpu(block, "compressed"),
-      note: block.note || null,
+      note: [block.note, rateNote(block)].filter(Boolean).join("; ") || null,
     });
   }
   for (const row of rows) row.best = row.method === best;
