@@ -54,8 +54,9 @@ DISTILLED_PEERS = frozenset({"plain+finetune"})
 # kept. Which rate suits a peer depends on how far its cut went: far (the FCN on MNIST at
 # 6.4% of the params, where the cut leaves 9.7% for pruning, 83-86% for truncation) 3
 # epochs at the full rate beat 0.1x by 1 point for pruning and 0.6-1 for truncation;
-# near (ResNet20 at 85% of the FLOPs) 0.1x is ahead by 0.2-0.4 (bench/README.md, "The
-# peers' learning rate"). A peer held at one of them would be a straw man somewhere.
+# near (ResNet20 at 85-70% of the FLOPs) 0.1x is ahead by 0.2-0.45 (bench/README.md,
+# "The peers' learning rate" and "ResNet20 on the full Fashion-MNIST, again"). A peer
+# held at one of them would be a straw man somewhere.
 PEER_LR_SCALES: tuple[float, ...] = (1.0,)
 
 
