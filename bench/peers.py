@@ -23,9 +23,9 @@ on the CPU at batch 1 and 64 in interleaved rounds.
     python -m bench.peers ... --also-rate pruning_ft=0.1 --also-rate n1_trunc_ft=1
 
 Fine-tuning runs at a fixed share of the training's learning rate per method: the
-truncated models at core.pipeline.FINETUNE_LR_SCALE (LoRITa's), the pruned one at the
+truncated models at core.job.stages.FINETUNE_LR_SCALE (LoRITa's), the pruned one at the
 training's own rate (a job tries both for each peer and keeps the better on validation,
-core.peers.compare.PEER_LR_SCALES). `--also-rate METHOD=SCALE` adds a row: that
+compress.finetune_lr_scales). `--also-rate METHOD=SCALE` adds a row: that
 fine-tuned method again, retrained at SCALE times the training's rate, so that every
 method can be read at the rate that suits it.
 
@@ -63,12 +63,12 @@ from bench.common import (
     write_result,
 )
 from core.factorize import eligible_layers
+from core.job.stages import FINETUNE_LR_SCALE, SPLIT_SEED
 from core.measure import count_flops, count_params, evaluate
-from core.peers.compare import PEER_LR_SCALES, finetune_recipe, truncate_to_share
+from core.peers.compare import finetune_recipe, truncate_to_share
 from core.peers.latency import cpu_latencies
 from core.peers.pruning import prune_to_budget
-from core.pipeline import FINETUNE_LR_SCALE, SPLIT_SEED
-from core.spec import JobSpec
+from core.spec import DEFAULT_FINETUNE_LR_SCALES, JobSpec
 from core.train import train_model
 
 TOLERANCES = (0.005, 0.01)
@@ -243,7 +243,7 @@ def lr_scales() -> dict[str, float]:
     """Per fine-tuned method, the multiple of the training's rate the job retrains at."""
     return {
         "n1_trunc_ft": FINETUNE_LR_SCALE,
-        "pruning_ft": max(PEER_LR_SCALES),
+        "pruning_ft": max(DEFAULT_FINETUNE_LR_SCALES),
         "n2_trunc_ft": FINETUNE_LR_SCALE,
         "n3_trunc_ft": FINETUNE_LR_SCALE,
     }

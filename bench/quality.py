@@ -14,7 +14,7 @@ stored as "test_curve" for reference.
 N=1 + fine-tuning: the N=1 model truncated at a few kept shares (those the best LoRITa
 model reached at the tolerances, and half of them), each turned into its two-layer
 low-rank form and fine-tuned for ``finetune_epochs`` with the product's fine-tuning
-recipe (lr x core.pipeline.FINETUNE_LR_SCALE), then scored like the sweep points.
+recipe (lr x core.job.stages.FINETUNE_LR_SCALE), then scored like the sweep points.
 
 Runs are shortened for a CPU (few epochs, training subsets): each setting states its
 epochs and subset. Results go to results/quality_<setting>.json after every run, and
@@ -41,10 +41,10 @@ from bench.common import command_line, machine_info, write_result
 from core.batching import Batches
 from core.data import load_dataset
 from core.factorize import eligible_layers, factorize, merge
+from core.job.stages import FINETUNE_LR_SCALE, SPLIT_SEED
 from core.lowrank import to_lowrank
 from core.measure import count_flops, count_params, evaluate
 from core.models import build_model, default_exclude
-from core.pipeline import FINETUNE_LR_SCALE, SPLIT_SEED
 from core.ranks import BudgetFamily, RankProblem
 from core.recipes import resolve_spec
 from core.result import CurvePoint

@@ -47,11 +47,11 @@ from bench.common import RESULTS_DIR, read_result, write_result
 from bench.quality import SWEEP, BenchRun, QualitySetting, drop_at, sweep
 from core.catalog import default_finetune_epochs, default_recipe
 from core.factorize import eligible_layers, factorize, merge
+from core.job.stages import FINETUNE_LR_SCALE
 from core.lowrank import to_lowrank
 from core.measure import count_flops, count_params
 from core.models import build_model, default_exclude
 from core.peers.compare import finetune_recipe
-from core.pipeline import FINETUNE_LR_SCALE
 from core.ranks import BudgetFamily, RankProblem
 from core.spec import TrainSpec
 from core.train import Distillation, seed_everything, train_model

@@ -76,6 +76,18 @@ def _accuracy_section(result: Result) -> list[str]:
     return lines
 
 
+def _rate_words(result: Result) -> str:
+    """The fine-tuning's learning rate, and of which it was the validation's pick."""
+    if result.finetune_lr_scale is None:
+        return ""
+    words = f", at {result.finetune_lr_scale:g}x the training's learning rate"
+    tried = [trial.lr_scale for trial in result.finetune_lr_trials or ()]
+    if len(tried) > 1:
+        rates = " and ".join(f"{scale:g}x" for scale in tried)
+        words += f" (the better on the validation split of {rates})"
+    return words
+
+
 def _finetune_words(result: Result) -> str:
     """How the compressed model was fine-tuned after truncation (the report's recipe)."""
     recipe = result.recipe
@@ -88,7 +100,7 @@ def _finetune_words(result: Result) -> str:
     )
     words = (
         "After truncation the compressed model was fine-tuned for "
-        f"{epochs_text(recipe.finetune_epochs)}, {how}."
+        f"{epochs_text(recipe.finetune_epochs)}, {how}{_rate_words(result)}."
     )
     tried = result.rank_search.after_finetune if result.rank_search else None
     if tried:

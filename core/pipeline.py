@@ -24,7 +24,7 @@ from core.factorize import merge
 from core.int8_stage import int8_warnings, quantize_job, with_int8_artifact
 from core.job.blocks import in_memory_size, rank_search_block
 from core.job.progress import COMPARE_END, FINETUNE_END, RANKS_END, TRAIN_END, Progress
-from core.job.stages import FINETUNE_LR_SCALE, SPLIT_SEED, JobStages, excluded_layers
+from core.job.stages import SPLIT_SEED, JobStages, excluded_layers
 from core.model_card import write_model_card
 from core.paths import default_data_dir
 from core.peers.compare import CompareContext, Outcome, run_comparisons
@@ -70,7 +70,7 @@ def _compare(
         device=job.device,
         input_shape=job.input_shape,
         names=main["names"],
-        lr_scale=FINETUNE_LR_SCALE,
+        lr_scale=spec.compress.finetune_lr_scales[0],
         amp=job.amp,
         on_event=job.progress.forward,
         on_stage=lambda message, value: job.progress.stage("compare", message, value),

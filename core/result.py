@@ -106,7 +106,11 @@ class EpochRecord(Section):
     """
 
     type: str = "epoch"
-    run: str = Field(description="lorita, baseline or finetune")
+    run: str = Field(
+        description="lorita or baseline (training), 'finetune at Sx lr' (the fine-tuning "
+        "after truncation at S times the training's learning rate; 'baseline finetune at "
+        "Sx lr' the N=1 model's), or a comparison's 'METHOD at Sx lr'"
+    )
     epoch: int
     epochs: int | None = None
     train_loss: float | None = None
@@ -193,6 +197,13 @@ class CompressionBlock(Section):
     )
 
 
+class FinetuneRateTrial(Section):
+    """One learning rate a fine-tuning after compression tried."""
+
+    lr_scale: float = Field(description="share of the training's learning rate")
+    val_accuracy: float = Field(description="validation accuracy after the fine-tuning")
+
+
 class RankSearchBlock(CompressionBlock):
     """A trained model compressed by the rank search: the LoRITa model and the baseline."""
 
@@ -206,6 +217,14 @@ class RankSearchBlock(CompressionBlock):
     rank_search: RankSearch
     finetune_history: list[EpochRecord] | None = optional(
         "the fine-tuning epochs of the compressed model"
+    )
+    finetune_lr_scale: float | None = optional(
+        "the fine-tuning's learning rate as a share of the training's: the rate kept"
+    )
+    finetune_lr_trials: list[FinetuneRateTrial] | None = optional(
+        "every rate the fine-tuning tried from the same cut, the best on the validation "
+        "split kept (with compress.finetune_search: at the first allocation the walk "
+        "fine-tuned; the others reuse its rate)"
     )
 
 
@@ -259,13 +278,6 @@ class RecipeInfo(Section):
         "truncation'; none when it learns the labels alone (compress.distill false) or "
         "there is no fine-tuning",
     )
-
-
-class FinetuneRateTrial(Section):
-    """One learning rate a comparison's fine-tuning tried."""
-
-    lr_scale: float = Field(description="share of the training's learning rate")
-    val_accuracy: float = Field(description="validation accuracy after the fine-tuning")
 
 
 class ComparisonBlock(CompressionBlock):

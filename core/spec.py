@@ -154,6 +154,11 @@ class TrainSpec(_Strict):
     seed: int = Field(0, ge=0)
 
 
+# The fine-tuning's learning rates, as shares of the training's (CompressSpec).
+DEFAULT_FINETUNE_LR_SCALES = (0.1, 1.0)
+MAX_FINETUNE_LR_SCALE = 100.0
+
+
 class CompressSpec(_Strict):
     strategy: RankStrategy = Field(
         "accuracy",
@@ -199,6 +204,17 @@ class CompressSpec(_Strict):
         "passes). Default: the architecture family's (on for the CNNs trained from "
         "scratch, whose truncation fine-tuning recovers; off for the others).",
     )
+    finetune_lr_scales: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_FINETUNE_LR_SCALES),
+        min_length=1,
+        max_length=4,
+        description="The learning rates the fine-tuning after truncation tries, as shares "
+        "of train.lr: each fine-tunes the same truncated model and the one best on the "
+        "validation split is kept, so the fine-tuning costs finetune_epochs per rate "
+        "(one value: that rate alone). The reduced rate suits a light cut, the "
+        "training's own a deep one. The plain+finetune and pruning comparisons try the "
+        "same rates.",
+    )
     distill: bool = Field(
         True,
         description="Fine-tuning after truncation also matches the uncompressed model's "
@@ -224,6 +240,19 @@ class CompressSpec(_Strict):
     def _drop_is_a_fraction(cls, value: float) -> float:
         if not 0.0 <= value <= MAX_ACCURACY_DROP_LIMIT:  # also refuses NaN
             raise ValueError(tolerance_message(value))
+        return value
+
+    @field_validator("finetune_lr_scales")
+    @classmethod
+    def _distinct_rates(cls, value: list[float]) -> list[float]:
+        bad = [rate for rate in value if not 0 < rate <= MAX_FINETUNE_LR_SCALE]  # NaN too
+        if bad:
+            raise ValueError(
+                f"{bad[0]} is not a share of the training's learning rate; give rates "
+                f"above 0 and at most {MAX_FINETUNE_LR_SCALE:g}, e.g. 0.1,1"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value} repeats a rate; list each rate once")
         return value
 
     @model_validator(mode="after")

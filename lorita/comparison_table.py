@@ -72,16 +72,18 @@ def comparison_rows(result: Result) -> list[tuple[str, ...]]:
 
 
 def rate_line(result: Result) -> str:
-    """Which learning rate each peer's fine-tuning kept, of those it tried ("" if none)."""
-    kept = {
-        method: block
-        for method, block in (result.comparisons or {}).items()
-        if block.finetune_lr_trials and block.finetune_lr_scale is not None
-    }
-    if not kept:
+    """Which learning rate each fine-tuning kept (LoRITa's, then each peer's), of those
+    it tried ("" if none tried more than one)."""
+    kept: dict[str, tuple[float, list]] = {}
+    if result.finetune_lr_trials and result.finetune_lr_scale is not None:
+        kept["LoRITa"] = (result.finetune_lr_scale, result.finetune_lr_trials)
+    for method, block in (result.comparisons or {}).items():
+        if block.finetune_lr_trials and block.finetune_lr_scale is not None:
+            kept[method] = (block.finetune_lr_scale, block.finetune_lr_trials)
+    tried = sorted({trial.lr_scale for _, trials in kept.values() for trial in trials})
+    if len(tried) < 2:
         return ""
-    tried = sorted({t.lr_scale for block in kept.values() for t in block.finetune_lr_trials})
-    choices = ", ".join(f"{method} {block.finetune_lr_scale:g}x" for method, block in kept.items())
+    choices = ", ".join(f"{method} {scale:g}x" for method, (scale, _) in kept.items())
     return (
         "  fine-tuning rate (x the training's; the better on the validation split of "
         f"{' and '.join(f'{scale:g}x' for scale in tried)}): {choices}"

@@ -78,6 +78,14 @@ def add_compress(subparsers) -> None:
     )
     p.add_argument("--finetune-epochs", type=int, help="fine-tune the compressed model")
     p.add_argument(
+        "--finetune-lr-scales",
+        type=_rates,
+        metavar="RATES",
+        help="comma-separated learning rates of that fine-tuning, as shares of --lr; each "
+        "fine-tunes the same cut and the best on the validation split is kept "
+        "(default 0.1,1; one value: that rate alone, for half the time)",
+    )
+    p.add_argument(
         "--finetune-search",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -196,12 +204,23 @@ SPEC_OPTIONS = {
         "keep_fraction",
         "truncation",
         "finetune_epochs",
+        "finetune_lr_scales",
         "finetune_search",
         "distill",
         "quantize",
         "keep_float",
     ),
 }
+
+
+def _rates(text: str) -> list[float]:
+    """'0.1,1' -> [0.1, 1.0]; the spec checks the values."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers, e.g. 0.1,1"
+        ) from None
 
 
 def _spec_from_args(args: argparse.Namespace):

@@ -85,4 +85,6 @@ def rank_search_block(
         history=history,
         rank_search=compressed["rank_search"],
         finetune_history=compressed["finetune_history"] or None,
+        finetune_lr_scale=compressed.get("finetune_lr_scale"),
+        finetune_lr_trials=compressed.get("finetune_lr_trials"),
     )

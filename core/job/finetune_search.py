@@ -50,6 +50,8 @@ class Searched:
     tried: list[dict[str, Any]] = field(default_factory=list)
     # The search's own choice (kept shares, validation accuracy) the walk started from.
     start: dict[str, Any] = field(default_factory=dict)
+    # How the job fine-tuned the kept model (its rate; core.job.stages sets it).
+    tuned: Any = None
 
 
 def search_after_finetune(

@@ -3,7 +3,10 @@ model, train it, then merge, measure, choose ranks, fine-tune and measure again.
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,22 @@ from core.train import Distillation, seed_everything, train_model
 
 # The data split is a property of the dataset, not of a run: the same for every seed.
 SPLIT_SEED = 0
+# The fine-tuning after truncation tries each of compress.finetune_lr_scales (shares of
+# the training's learning rate) from the same cut and keeps the better on the
+# validation split: the reduced rate suits a light cut, the training's own a deep one
+# (bench/README.md, "LoRITa's own fine-tuning rate"). This is the reduced one, the rate
+# the bench's fixed-rate rows use.
 FINETUNE_LR_SCALE = 0.1
+
+
+@dataclass
+class Finetuned:
+    """A fine-tuning kept: its epochs, the rate it ran at (a share of the training's)
+    and every rate tried from the same start with its validation accuracy."""
+
+    history: list
+    lr_scale: float
+    trials: list[dict[str, float]] = field(default_factory=list)
 
 
 def _check_forward(model: nn.Module, splits: Any, spec: JobSpec) -> None:
@@ -172,10 +190,12 @@ class JobStages:
         lowrank = to_lowrank(merged, ranks, bases=bases).to(device).eval()
         chosen_test = evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
         history: list = []
+        tuned: Finetuned | None = None
         if searched is not None:
-            lowrank, history = searched.lowrank, searched.history
+            lowrank, history, tuned = searched.lowrank, searched.history, searched.tuned
         elif spec.compress.finetune_epochs > 0:
-            history = self._finetune(lowrank, merged, run)
+            tuned = self._finetune(lowrank, merged, run)
+            history = tuned.history
         # The dense export: of the fine-tuned compact model when there is one.
         truncated = (
             dense_from_lowrank(lowrank, merged).eval()
@@ -216,6 +236,8 @@ class JobStages:
             "chosen": {"params_kept": choice.params_kept, "flops_kept": choice.flops_kept},
             "rank_search": search,
             "finetune_history": history,
+            "finetune_lr_scale": tuned.lr_scale if tuned is not None else None,
+            "finetune_lr_trials": tuned.trials if tuned is not None else None,
         }
         return block
 
@@ -313,15 +335,30 @@ class JobStages:
                 count_flops(model, self.input_shape) / max(flops, 1),
             )
 
+        # The first allocation fine-tuned chooses the rate; the walk's later ones reuse
+        # it, so the walk costs one fine-tuning per allocation beyond that.
+        tunings: dict[int, Finetuned] = {}
+        chosen: list[Finetuned] = []
+
+        def tune(model: nn.Module, note: str) -> list:
+            scales = [chosen[0].lr_scale] if chosen else None
+            done = self._finetune(model, merged, run, note, scales=scales)
+            if not chosen:
+                chosen.append(done)
+            # The report keeps the rates compared where the rate was chosen.
+            tunings[id(model)] = Finetuned(done.history, done.lr_scale, chosen[0].trials)
+            return done.history
+
         walk = FinetuneSearch(
             build=build,
-            finetune=lambda model, note: self._finetune(model, merged, run, note),
+            finetune=tune,
             val_marks=marks,
             kept=kept,
             max_drop=self.spec.compress.max_accuracy_drop,
         )
         reference = marks(merged)
         searched = search_after_finetune(walk, choice, reference)
+        searched.tuned = tunings[id(searched.lowrank)]
         if searched.ranks == choice.ranks:
             return choice, searched
         params_kept, flops_kept = kept(searched.lowrank)
@@ -340,30 +377,74 @@ class JobStages:
         return moved, searched
 
     def _finetune(
-        self, lowrank: nn.Module, merged: nn.Module, run: str, note: str | None = None
+        self,
+        lowrank: nn.Module,
+        merged: nn.Module,
+        run: str,
+        note: str | None = None,
+        scales: Sequence[float] | None = None,
+    ) -> Finetuned:
+        """Fine-tune the compact `lowrank` in place (distilled as the spec says) at each
+        of `scales` x the training's learning rate from the same start, and keep the one
+        best on the validation split (a tie keeps the earlier). `note` goes with the
+        progress message. `scales` None: compress.finetune_lr_scales."""
+        scales = self.spec.compress.finetune_lr_scales if scales is None else scales
+        trials: list[dict[str, float]] = []
+        best: tuple[float, nn.Module, list, float] | None = None
+        for index, scale in enumerate(scales):
+            # The last rate fine-tunes the model itself; the others a copy of it.
+            candidate = lowrank if index == len(scales) - 1 else copy.deepcopy(lowrank)
+            words = f"at {scale:g}x the learning rate" if len(scales) > 1 else None
+            width = (FINETUNE_END - RANKS_END) / len(scales)
+            span = (RANKS_END + index * width, RANKS_END + (index + 1) * width)
+            history = self._finetune_at(candidate, merged, run, scale, span, note, words)
+            accuracy = evaluate(candidate, self.splits.val, self.device, amp=self.amp).accuracy
+            trials.append({"lr_scale": scale, "val_accuracy": accuracy})
+            if best is None or accuracy > best[0]:
+                best = (accuracy, candidate, history, scale)
+        assert best is not None, "no learning rate to fine-tune at"
+        _, model, history, scale = best
+        if model is not lowrank:
+            lowrank.load_state_dict(model.state_dict())
+        lowrank.eval()
+        return Finetuned(history, scale, trials)
+
+    def _finetune_at(
+        self,
+        lowrank: nn.Module,
+        merged: nn.Module,
+        run: str,
+        lr_scale: float,
+        span: tuple[float, float],
+        note: str | None,
+        rate_words: str | None,
     ) -> list:
-        """Fine-tune the compact `lowrank` in place (distilled as the spec says); returns
-        the epochs' history. `note` goes with the progress message."""
+        """One fine-tuning of `lowrank` in place at `lr_scale` x the training's rate, its
+        progress over `span`."""
         spec = self.spec
         recipe = spec.train.model_copy(
             update={
                 "epochs": spec.compress.finetune_epochs,
-                "lr": spec.train.lr * FINETUNE_LR_SCALE,
+                "lr": spec.train.lr * lr_scale,
                 "compile": False,
                 "channels_last": False,
             }
         )
-        message = f"fine-tuning the compressed {run} model" + (f" ({note})" if note else "")
-        self.progress.stage("finetune", message, RANKS_END)
+        words = ", ".join(w for w in (note, rate_words) if w)
+        message = f"fine-tuning the compressed {run} model" + (f" ({words})" if words else "")
+        self.progress.stage("finetune", message, span[0])
         history = train_model(
             lowrank,
             self.splits,
             recipe,
             device=self.device,
-            run="finetune",
+            # Named by its rate, as the comparisons' fine-tunings are (and the N=1
+            # model's by its run): the events and the history say which rate each
+            # epoch ran at, and whose.
+            run=f"{'' if run == 'lorita' else run + ' '}finetune at {lr_scale:g}x lr",
             on_event=self.progress.forward,
             should_stop=self.should_stop,
-            progress_span=(RANKS_END, FINETUNE_END),
+            progress_span=span,
             teacher=self.finetune_teacher(merged),
         )
         lowrank.eval()

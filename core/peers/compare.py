@@ -9,8 +9,8 @@ both truncate the way LoRITa's model is truncated (compress.truncation);
 - pruning: Torch-Pruning structured pruning to LoRITa's chosen size, then fine-tuned.
 Fine-tuning is the one LoRITa's compressed model gets (compress.finetune_epochs; with
 compress.distill plain+finetune distils from the N=1 model, pruning keeps the labels,
-see DISTILLED_PEERS), at the better of two learning rates on the validation split,
-LoRITa's reduced one and the training's own (PEER_LR_SCALES); when that is 0 the peers
+see DISTILLED_PEERS), at the learning rate better on the validation split of those
+LoRITa's own fine-tuning tries (compress.finetune_lr_scales); when that is 0 the peers
 get 1 epoch, and say so, since a pruned network without any fine-tuning is not what
 anyone would ship.
 
@@ -49,15 +49,14 @@ DEFAULT_PEER_FINETUNE_EPOCHS = 1
 # truncated N=1 model by 0.11 point on average but costs the pruned network 0.25, whose
 # outputs start far from the teacher's, so pruning fine-tunes on the labels alone.
 DISTILLED_PEERS = frozenset({"plain+finetune"})
-# The shares of the training's learning rate each fine-tuned peer tries, besides
-# LoRITa's own reduced one (context.lr_scale); the one better on the validation split is
-# kept. Which rate suits a peer depends on how far its cut went: far (the FCN on MNIST at
-# 6.4% of the params, where the cut leaves 9.7% for pruning, 83-86% for truncation) 3
-# epochs at the full rate beat 0.1x by 1 point for pruning and 0.6-1 for truncation;
-# near (ResNet20 at 85-70% of the FLOPs) 0.1x is ahead by 0.2-0.45 (bench/README.md,
-# "The peers' learning rate" and "ResNet20 on the full Fashion-MNIST, again"). A peer
-# held at one of them would be a straw man somewhere.
-PEER_LR_SCALES: tuple[float, ...] = (1.0,)
+# Each fine-tuned peer tries the rates LoRITa's own fine-tuning tries
+# (compress.finetune_lr_scales: 0.1x and 1x the training's by default) and keeps the one
+# better on the validation split. Which rate suits a peer depends on how far its cut
+# went: far (the FCN on MNIST at 6.4% of the params, where the cut leaves 9.7% for
+# pruning, 83-86% for truncation) 3 epochs at the full rate beat 0.1x by 1 point for
+# pruning and 0.6-1 for truncation; near (ResNet20 at 85-70% of the FLOPs) 0.1x is ahead
+# by 0.2-0.45 (bench/README.md, "The peers' learning rate" and "ResNet20 on the full
+# Fashion-MNIST, again"). A peer held at one of them would be a straw man somewhere.
 
 
 @dataclass
@@ -129,11 +128,6 @@ class Tuned:
     history: list[dict[str, Any]]
     lr_scale: float
     trials: list[dict[str, float]]  # every rate tried: lr_scale, val_accuracy
-
-
-def peer_lr_scales(lorita_scale: float) -> list[float]:
-    """The rates a fine-tuned peer tries: LoRITa's first, then PEER_LR_SCALES."""
-    return list(dict.fromkeys((lorita_scale, *PEER_LR_SCALES)))
 
 
 def finetune(
@@ -213,7 +207,7 @@ def run_comparisons(
     def distils(method: str) -> bool:
         return context.compress.distill and method in DISTILLED_PEERS
 
-    scales = peer_lr_scales(context.lr_scale)
+    scales = list(context.compress.finetune_lr_scales)
 
     def how_tuned(method: str, tuned: Tuned) -> str:
         how = "distilled from the N=1 model" if distils(method) else "on the labels"
@@ -246,7 +240,7 @@ def run_comparisons(
             )
             accuracy = evaluate(candidate, context.splits.val, device, amp=context.amp).accuracy
             trials.append({"lr_scale": scale, "val_accuracy": accuracy})
-            # A tie keeps the earlier rate: LoRITa's own, the fine-tuning it got.
+            # A tie keeps the earlier rate, the reduced one.
             if accuracy > best_accuracy:
                 best, best_accuracy = Tuned(candidate, history, scale, trials), accuracy
         done += 1
@@ -274,6 +268,9 @@ def run_comparisons(
                 "curve": plain["curve"],
                 "finetune_epochs": plain_epochs,
                 "finetune_history": plain_history,
+                # Its rate, chosen on validation as LoRITa's (core.job.stages).
+                "finetune_lr_scale": plain.get("finetune_lr_scale"),
+                "finetune_lr_trials": plain.get("finetune_lr_trials"),
             }
         elif method == "plain+finetune":
             context.on_stage(

@@ -73,7 +73,9 @@ def test_compress_json_on_digits(tmp_path):
     # The curve is the rank search's, before fine-tuning; the FCN's default recipe then
     # fine-tunes the truncated model for 3 epochs, and the Result reports it after that.
     assert result["spec"]["compress"]["finetune_epochs"] == 3
-    assert [e["run"] for e in result["finetune_history"]] == ["finetune"] * 3
+    # ... at the rate better on validation of the two tried; its epochs are named by it.
+    kept = result["finetune_lr_scale"]
+    assert [e["run"] for e in result["finetune_history"]] == [f"finetune at {kept:g}x lr"] * 3
 
     for name in result["artifacts"]:
         assert (out / name).is_file(), name
@@ -209,6 +211,17 @@ def test_errors_use_flags_and_suggest(tmp_path, no_torch):
     budget = refused("compress", "--arch", "fcn", "--dataset", "digits", "--strategy", "budget")
     assert budget.returncode == 2 and "needs --budget" in budget.stderr
 
+    rates = refused("compress", "--arch", "fcn", "--dataset", "digits", "--finetune-lr-scales", "0")
+    assert rates.returncode == 2
+    assert "--finetune-lr-scales: 0.0 is not a share of the training's learning rate" in (
+        rates.stderr
+    )
+    twice = ("--finetune-lr-scales", "0.1,0.1")
+    repeated = refused("compress", "--arch", "fcn", "--dataset", "digits", *twice)
+    assert repeated.returncode == 2 and "repeats a rate" in repeated.stderr
+    words = refused("compress", "--arch", "fcn", "--dataset", "digits", "--finetune-lr-scales", "a")
+    assert words.returncode == 2 and "not a comma-separated list of numbers" in words.stderr
+
 
 def test_tolerance_in_points_with_a_percent_sign():
     from lorita.cli import build_parser
@@ -217,6 +230,17 @@ def test_tolerance_in_points_with_a_percent_sign():
     base = ["compress", "--arch", "fcn", "--dataset", "digits"]
     assert parse([*base, "--max-accuracy-drop", "0.5%"]).max_accuracy_drop == pytest.approx(0.005)
     assert parse([*base, "--max-accuracy-drop", "0.01"]).max_accuracy_drop == 0.01
+
+
+def test_fine_tuning_rates_flag_reaches_the_spec():
+    from lorita.cli import build_parser
+    from lorita.compress_command import _spec_from_args
+
+    base = ["compress", "--arch", "fcn", "--dataset", "digits"]
+    args = build_parser().parse_args([*base, "--finetune-lr-scales", "1, 0.3"])
+    assert _spec_from_args(args).compress.finetune_lr_scales == [1.0, 0.3]
+    default = _spec_from_args(build_parser().parse_args(base))
+    assert default.compress.finetune_lr_scales == [0.1, 1.0]
 
 
 def test_spec_paths_become_flags():

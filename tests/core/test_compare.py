@@ -69,6 +69,8 @@ def test_all_three_comparisons_at_lorita_size(compared):
     # ... and it is compressed as LoRITa's is, fine-tuning included: its block says so.
     assert len(plain.finetune_history) == plain.finetune_epochs == 3
     assert "then fine-tuned for 3 epochs" in plain.description
+    assert [t.lr_scale for t in plain.finetune_lr_trials] == [FINETUNE_LR_SCALE, 1.0]
+    assert plain.finetune_lr_scale == result.baseline.finetune_lr_scale
     # Every comparison starts from the same N=1 model.
     assert len({b.accuracy.uncompressed for b in result.comparisons.values()}) == 1
     assert result.comparisons["pruning"].pruning["achieved"] == pytest.approx(lorita, rel=0.01)
@@ -80,7 +82,7 @@ def test_all_three_comparisons_at_lorita_size(compared):
     # Each fine-tuned peer tried LoRITa's reduced rate and the training's own from the
     # same start and kept the one better on the validation split; its history is that
     # rate's (with one schedule over the same epochs, every epoch's rate scales with it).
-    lorita_lr = [e.lr for e in result.finetune_history]
+    lorita_lr = [e.lr / result.finetune_lr_scale for e in result.finetune_history]
     for method in ("plain+finetune", "pruning"):
         block = result.comparisons[method]
         trials = block.finetune_lr_trials
@@ -90,9 +92,32 @@ def test_all_three_comparisons_at_lorita_size(compared):
         assert "the better of 0.1x and 1x on the validation split" in block.description
         assert f"at {best.lr_scale:g}x the training's learning rate" in block.description
         tuned_lr = [e.lr for e in block.finetune_history]
-        scale = best.lr_scale / FINETUNE_LR_SCALE
-        assert tuned_lr == pytest.approx([lr * scale for lr in lorita_lr]), method
+        assert tuned_lr == pytest.approx([lr * best.lr_scale for lr in lorita_lr]), method
     assert max(lorita_lr) > 0
+
+
+def test_lorita_fine_tuning_keeps_the_better_rate_on_validation(compared):
+    """LoRITa's own fine-tuning tries the same two rates from the same cut as the peers
+    and keeps the one better on the validation split: the exported model is that one."""
+    result, _, _ = compared
+    trials = result.finetune_lr_trials
+    assert [t.lr_scale for t in trials] == [FINETUNE_LR_SCALE, 1.0]
+    best = max(trials, key=lambda t: t.val_accuracy)  # the first of equals, as the job
+    assert result.finetune_lr_scale == best.lr_scale
+    assert result.val_accuracy.compressed == pytest.approx(best.val_accuracy, abs=1e-12)
+    # The history is the kept rate's: the same schedule as the peers', scaled.
+    peer = result.comparisons["plain+finetune"]
+    ratio = result.finetune_lr_scale / peer.finetune_lr_scale
+    assert [e.lr for e in result.finetune_history] == pytest.approx(
+        [e.lr * ratio for e in peer.finetune_history]
+    )
+    # The model card says which rate, and of which.
+    from core.model_card import model_card
+
+    assert (
+        f"at {result.finetune_lr_scale:g}x the training's learning rate (the better on the "
+        "validation split of 0.1x and 1x)"
+    ) in model_card(result)
 
 
 def test_latency_at_batch_1_and_64_for_every_model(compared):
@@ -153,11 +178,13 @@ def test_cli_table_shows_every_method_and_the_verdict(compared):
     # No note: the peers got LoRITa's own fine-tuning (a note appears only when they
     # are given an epoch LoRITa's model did not get, and then only once).
     assert sum("note (" in line for line in lines) == 0
-    # The rate each fine-tuned peer kept, of the two it tried.
+    # The rate each fine-tuning kept, LoRITa's first, of the two each tried.
     blocks = result.comparisons
     assert lines[-2] == (
         "  fine-tuning rate (x the training's; the better on the validation split of 0.1x "
-        f"and 1x): plain+finetune {blocks['plain+finetune'].finetune_lr_scale:g}x, "
+        f"and 1x): LoRITa {result.finetune_lr_scale:g}x, "
+        f"plain {blocks['plain'].finetune_lr_scale:g}x, "
+        f"plain+finetune {blocks['plain+finetune'].finetune_lr_scale:g}x, "
         f"pruning {blocks['pruning'].finetune_lr_scale:g}x"
     )
 

@@ -58,6 +58,11 @@ def test_a_cnn_ends_smaller_than_the_search_alone_and_within_the_tolerance(cnn_j
     assert result.val_accuracy.compressed == pytest.approx(kept.val_accuracy)
     assert result.val_accuracy.compressed >= result.val_accuracy.uncompressed - TOLERANCE
     assert len(result.finetune_history) == 2
+    # The walk's first fine-tuning chose the rate, the better of two from the same cut on
+    # the validation split; the later ones, the kept one among them, reuse it.
+    trials = result.finetune_lr_trials
+    assert [t.lr_scale for t in trials] == [0.1, 1.0]
+    assert result.finetune_lr_scale == max(trials, key=lambda t: t.val_accuracy).lr_scale
 
 
 def test_the_report_and_the_card_say_what_was_tried(cnn_job, tmp_path):

@@ -140,3 +140,32 @@ def test_reported_numbers_match_the_exported_model(tmp_path):
             assert torch.allclose(
                 torch.tensor(spectrum, dtype=torch.float64), expected, rtol=1e-4, atol=1e-5
             )
+
+
+def test_the_fine_tuning_keeps_the_rate_better_on_validation(tmp_path):
+    """Each rate fine-tunes from the same cut; a rate that wrecks the model loses to the
+    one before it, and the model exported is that earlier one's, not the last trained."""
+    from core.data import load_dataset
+    from core.export import load_lowrank
+    from core.measure import evaluate
+
+    spec = _spec(
+        train={"epochs": 4},
+        baseline=False,
+        compress={"finetune_epochs": 1, "finetune_lr_scales": [1.0, 100.0]},
+    )
+    result = run_job(spec, tmp_path, device="cpu")
+    trials = result.finetune_lr_trials
+    assert [t.lr_scale for t in trials] == [1.0, 100.0]
+    assert trials[1].val_accuracy < trials[0].val_accuracy - 0.2
+    assert result.finetune_lr_scale == 1.0
+    assert result.val_accuracy.compressed == pytest.approx(trials[0].val_accuracy, abs=1e-12)
+    model = load_lowrank(tmp_path, preprocess=False)
+    splits = load_dataset("digits", val_fraction=0.25)
+    kept = trials[0].val_accuracy
+    assert evaluate(model, splits.val).accuracy == pytest.approx(kept, abs=1e-6)
+    assert evaluate(model, splits.test).accuracy == pytest.approx(
+        result.accuracy.compressed, abs=1e-6
+    )
+    # The history kept is the 1x one's (the other ran a hundred times the rate).
+    assert 0 < result.finetune_history[0].lr <= result.recipe.lr

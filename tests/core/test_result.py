@@ -57,7 +57,8 @@ def test_the_pipeline_writes_only_keys_the_model_declares(job):
         assert not section.model_extra, (type(section).__name__, section.model_extra)
     assert result.baseline is not None and result.finetune_history
     assert result.baseline.finetune_history  # one block builder for both models
-    assert result.history[-1].run == "lorita" and result.finetune_history[0].run == "finetune"
+    assert result.history[-1].run == "lorita"
+    assert result.finetune_history[0].run == f"finetune at {result.finetune_lr_scale:g}x lr"
 
 
 def test_parts_that_did_not_run_are_absent_not_null(job):

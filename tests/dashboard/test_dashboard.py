@@ -62,6 +62,7 @@ def submit_form(
     if not distill:
         page.get_by_label("Fine-tune by distillation").select_option("false")
         page.get_by_label("Search ranks after fine-tuning").select_option("true")
+        page.get_by_label("Fine-tuning rates").select_option("1")
     page.get_by_role("button", name="Submit job").click()
     page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
     return page.url.rsplit("/", 1)[-1]
@@ -205,10 +206,17 @@ def test_job_trains_live_then_shows_results_and_downloads(
         page.wait_for_timeout(200)
     live_counts = [n for n in seen if n > 0]
     assert len(live_counts) >= 2, f"epochs drawn over time: {seen}"
-    # 6 LoRITa + 6 baseline epochs, then the FCN default of 3 fine-tuning epochs.
-    assert max(seen) == 15, f"6 LoRITa + 6 baseline + 3 fine-tune epochs expected, saw {seen}"
+    # 6 LoRITa + 6 baseline epochs, then the FCN default of 3 fine-tuning epochs for each
+    # model at each of two rates.
+    assert max(seen) == 24, f"6 LoRITa + 6 baseline + 2 x 2 x 3 fine-tune epochs, saw {seen}"
     loss_traces = plotted_traces(page, "#chart-loss")
-    assert {t["name"] for t in loss_traces} >= {"train", "validation · baseline N=1"}
+    assert {t["name"] for t in loss_traces} >= {
+        "train",
+        "validation · baseline N=1",
+        "validation · fine-tune at 0.1x lr",
+        "validation · fine-tune at 1x lr",
+        "validation · baseline N=1 fine-tune at 1x lr",
+    }
 
     # Done: state, tables, curves, downloads.
     expect(page.locator("#job-state")).to_have_text("Succeeded", timeout=JOB_DONE_TIMEOUT_MS)
@@ -277,6 +285,7 @@ def test_cancel_a_running_job_then_delete_it(page: Page, service, screenshot_dir
     with service.client() as client:  # the form's choices reached the job's spec
         compress = client.get(f"/jobs/{job_id}").json()["spec"]["compress"]
         assert compress["distill"] is False and compress["finetune_search"] is True
+        assert compress["finetune_lr_scales"] == [1]
 
     # The jobs list shows it running, with its progress refreshed in place.
     listing = page.context.new_page()

@@ -196,20 +196,28 @@ def test_job_page_shows_the_comparisons_and_how_each_was_made(
         expect(row).to_contain_text(f"{100 * block['accuracy']['compressed']:.2f}%")
         expect(row.locator("th")).to_contain_text(f"+ fine-tune ({block['finetune_epochs']} ep)")
     expect(table.locator("tr.best")).to_have_attribute("data-method", result["verdict"]["best"])
-    # The rate each fine-tuned peer kept, of the two it tried.
-    notes = page.locator("#comparison-notes")
-    for method in ("plain+finetune", "pruning"):
-        scale = result["comparisons"][method]["finetune_lr_scale"]
-        expect(notes).to_contain_text(
-            f"fine-tuned at {scale:g}x the training's learning rate, the better on the "
-            "validation split of 0.1x and 1x"
+    # The rate each fine-tuning kept, LoRITa's and each fine-tuned peer's, of the two
+    # it tried; rows that kept the same rate share one note that names them all.
+    notes = page.locator("#comparison-notes li")
+    for method, label in (
+        ("lorita", "LoRITa N = 3"),
+        ("plain+finetune", "Plain N = 1, truncated (LoRITa's size)"),
+        ("pruning", "Torch-Pruning (LoRITa's size)"),
+    ):
+        block = result if method == "lorita" else result["comparisons"][method]
+        note = notes.filter(
+            has_text=f"fine-tuned at {block['finetune_lr_scale']:g}x the training's learning "
+            "rate, the better on the validation split of 0.1x and 1x"
         )
+        expect(note).to_have_count(1)
+        expect(note).to_contain_text(label)
     page.locator("#comparisons").screenshot(path=screenshot_dir / "job-comparisons.png")
 
     # Starting a new job from this one asks for the same comparisons.
     page.locator("#copy-link").click()
     page.wait_for_url("**/jobs/new?from=*")
     expect(page.get_by_label("Epochs", exact=True)).to_have_value("4")
+    expect(page.get_by_label("Fine-tuning rates")).to_have_value("0.1,1")
     for value in ("plain", "plain+finetune", "pruning"):
         expect(page.locator(f'input[name=comparison][value="{value}"]')).to_be_checked()
 

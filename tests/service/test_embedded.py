@@ -113,7 +113,8 @@ def test_embedded_default_runs_a_job_end_to_end(tmp_path):
             ]
             assert epochs[0] == ("lorita", 1) and {run for run, _ in epochs} <= {
                 "lorita",
-                "finetune",
+                "finetune at 0.1x lr",
+                "finetune at 1x lr",
             }
             job = api.job(job_id)
             assert job["status"] == "succeeded", job

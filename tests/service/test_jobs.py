@@ -14,7 +14,8 @@ from .conftest import QUICK_SPEC, Api
 from .test_uploads import tiny_npz, upload
 
 # The FCN recipe fine-tunes the truncated model for 3 epochs after the rank search.
-FINETUNE = [("finetune", 1), ("finetune", 2), ("finetune", 3)]
+# The FCN default fine-tunes the truncated model for 3 epochs at each of two rates.
+FINETUNE = [(f"finetune at {rate}x lr", epoch) for rate in ("0.1", "1") for epoch in (1, 2, 3)]
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -112,7 +113,8 @@ def test_bad_job_fails_clearly_then_a_full_job_runs_through_http(alice, worker, 
     states = [e["data"]["status"] for e in events if e["event"] == "state"]
     assert states == ["queued", "running", "succeeded"]
     epochs = [e["data"] for e in events if e["event"] == "epoch"]
-    # Two training epochs, then the FCN default: 3 epochs fine-tuning the truncated model.
+    # Two training epochs, then the FCN default: 3 epochs fine-tuning the truncated model
+    # at each rate.
     assert [(e["run"], e["epoch"]) for e in epochs] == [("lorita", 1), ("lorita", 2), *FINETUNE]
     assert {"stage", "batch"} <= {e["event"] for e in events}
 

@@ -30,10 +30,10 @@ export const COMPARISON_LABELS = {
 
 const fineTuned = (epochs) => (epochs ? ` + fine-tune (${epochs} ep)` : "");
 
-// The learning rate a peer's fine-tuning kept, of those it tried (ComparisonBlock).
+// The learning rate a fine-tuning kept, of those it tried (LoRITa's or a comparison's).
 const rateNote = (block) => {
   const trials = block.finetune_lr_trials || [];
-  if (block.finetune_lr_scale == null || !trials.length) return "";
+  if (block.finetune_lr_scale == null || trials.length < 2) return "";
   const tried = trials.map((t) => `${t.lr_scale}x`).join(" and ");
   return `fine-tuned at ${block.finetune_lr_scale}x the training's learning rate, the better on the validation split of ${tried}`;
 };
@@ -69,6 +69,7 @@ export function comparisonRows(result) {
       paramsKept: plainParams ? result.params?.compressed / plainParams : null,
       flopsKept: plainFlops ? result.flops?.compressed / plainFlops : null,
       ...cpu(result, "compressed"),
+      note: rateNote(result) || null,
     },
   ];
   for (const [method, block] of blocks) {

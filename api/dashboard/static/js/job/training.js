@@ -12,6 +12,7 @@ const RUN_STYLE = {
   lorita: { name: "", dash: "solid" },
   baseline: { name: "baseline N=1", dash: "dash" },
   finetune: { name: "fine-tune", dash: "dot" },
+  "baseline finetune": { name: "baseline N=1 fine-tune", dash: "dash" },
   "plain+finetune": { name: "plain N=1 fine-tune", dash: "dashdot" },
   pruning: { name: "pruning fine-tune", dash: "longdash" },
 };
@@ -35,10 +36,25 @@ function runs() {
   return byRun;
 }
 
+// A fine-tuning tried at several rates runs as "METHOD at Sx lr": the method's style,
+// named with its rate, each further rate of the same method in another dash.
+const RATE_DASHES = ["longdashdot", "dashdot", "dash"];
+
+function runStyle(run, seen) {
+  if (RUN_STYLE[run]) return RUN_STYLE[run];
+  const at = run.indexOf(" at ");
+  const base = at > 0 ? RUN_STYLE[run.slice(0, at)] : null;
+  if (!base) return { name: run, dash: "solid" };
+  const index = seen.get(run.slice(0, at)) ?? 0;
+  seen.set(run.slice(0, at), index + 1);
+  return { name: `${base.name}${run.slice(at)}`, dash: index ? RATE_DASHES[(index - 1) % RATE_DASHES.length] : base.dash };
+}
+
 function lineTraces(byRun, series) {
   const traces = [];
+  const seen = new Map();
   for (const [run, rows] of byRun) {
-    const style = RUN_STYLE[run] || { name: run, dash: "solid" };
+    const style = runStyle(run, seen);
     series.forEach(([key, label, colorIndex]) => {
       const points = rows.filter((r) => r[key] != null);
       if (!points.length) return;

@@ -119,6 +119,8 @@ function readValue(input) {
     else if (input.dataset.scale) value = Number((value * Number(input.dataset.scale)).toPrecision(12));
   } else if (input.dataset.type === "bool") {
     value = raw === "true";
+  } else if (input.dataset.type === "list") {
+    value = raw.split(",").map(Number);
   }
   return value;
 }
