@@ -156,6 +156,8 @@ class TrainSpec(_Strict):
 
 # The fine-tuning's learning rates, as shares of the training's (CompressSpec).
 DEFAULT_FINETUNE_LR_SCALES = (0.1, 1.0)
+# Bounds that keep a rate meaningful (and its name in an epoch's run label short).
+MIN_FINETUNE_LR_SCALE = 0.001
 MAX_FINETUNE_LR_SCALE = 100.0
 
 
@@ -245,11 +247,12 @@ class CompressSpec(_Strict):
     @field_validator("finetune_lr_scales")
     @classmethod
     def _distinct_rates(cls, value: list[float]) -> list[float]:
-        bad = [rate for rate in value if not 0 < rate <= MAX_FINETUNE_LR_SCALE]  # NaN too
+        low, high = MIN_FINETUNE_LR_SCALE, MAX_FINETUNE_LR_SCALE
+        bad = [rate for rate in value if not low <= rate <= high]  # NaN too
         if bad:
             raise ValueError(
-                f"{bad[0]} is not a share of the training's learning rate; give rates "
-                f"above 0 and at most {MAX_FINETUNE_LR_SCALE:g}, e.g. 0.1,1"
+                f"{bad[0]} is not a share of the training's learning rate to fine-tune at; "
+                f"give rates from {low:g} to {high:g}, e.g. 0.1,1"
             )
         if len(set(value)) != len(value):
             raise ValueError(f"{value} repeats a rate; list each rate once")

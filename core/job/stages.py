@@ -441,7 +441,7 @@ class JobStages:
             # Named by its rate, as the comparisons' fine-tunings are (and the N=1
             # model's by its run): the events and the history say which rate each
             # epoch ran at, and whose.
-            run=f"{'' if run == 'lorita' else run + ' '}finetune at {lr_scale:g}x lr",
+            run=f"{'' if run == 'lorita' else run + ' '}finetune at {lr_scale:.3g}x lr",
             on_event=self.progress.forward,
             should_stop=self.should_stop,
             progress_span=span,

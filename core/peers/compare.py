@@ -231,7 +231,7 @@ def run_comparisons(
         best, best_accuracy = Tuned(model, [], scales[0], trials), -1.0
         for index, scale in enumerate(scales):
             start = low + done * step + index * width
-            run = f"{method} at {scale:g}x lr"
+            run = f"{method} at {scale:.3g}x lr"
             context.on_stage(f"{run}: fine-tuning for {epochs_text(epochs)}", start)
             # The last rate may fine-tune the model itself; the others a copy of it.
             candidate = model if index == len(scales) - 1 else copy.deepcopy(model)

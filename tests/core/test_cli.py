@@ -216,6 +216,7 @@ def test_errors_use_flags_and_suggest(tmp_path, no_torch):
     assert "--finetune-lr-scales: 0.0 is not a share of the training's learning rate" in (
         rates.stderr
     )
+    assert "give rates from 0.001 to 100" in rates.stderr
     twice = ("--finetune-lr-scales", "0.1,0.1")
     repeated = refused("compress", "--arch", "fcn", "--dataset", "digits", *twice)
     assert repeated.returncode == 2 and "repeats a rate" in repeated.stderr
