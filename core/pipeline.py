@@ -70,7 +70,6 @@ def _compare(
         device=job.device,
         input_shape=job.input_shape,
         names=main["names"],
-        lr_scale=spec.compress.finetune_lr_scales[0],
         amp=job.amp,
         on_event=job.progress.forward,
         on_stage=lambda message, value: job.progress.stage("compare", message, value),

@@ -26,12 +26,12 @@ from core.ranks import RankChoice, paired_check
 @dataclass
 class FinetuneSearch:
     """What the walk needs from the job: build the compact model of an allocation,
-    fine-tune it in place (returning the epochs' history; the text says which one, for
-    the progress), mark which validation samples a model gets right, and the kept
-    (params, FLOPs) shares of a compact model."""
+    fine-tune it in place (returning the job's record of that fine-tuning; the text
+    says which one, for the progress), mark which validation samples a model gets
+    right, and the kept (params, FLOPs) shares of a compact model."""
 
     build: Callable[[dict[str, int]], nn.Module]
-    finetune: Callable[[nn.Module, str], list]
+    finetune: Callable[[nn.Module, str], Any]
     val_marks: Callable[[nn.Module], torch.Tensor]
     kept: Callable[[nn.Module], tuple[float, float]]
     max_drop: float
@@ -39,19 +39,18 @@ class FinetuneSearch:
 
 @dataclass
 class Searched:
-    """The allocation kept, its fine-tuned compact model and history, its validation
-    accuracy before fine-tuning (the search curve's measure), and every allocation
-    tried (for the report)."""
+    """The allocation kept, its fine-tuned compact model and the record of that
+    fine-tuning (what FinetuneSearch.finetune returned), its validation accuracy before
+    fine-tuning (the search curve's measure), and every allocation tried (for the
+    report)."""
 
     ranks: dict[str, int]
     lowrank: nn.Module
-    history: list
+    finetuned: Any
     val_before: float | None
     tried: list[dict[str, Any]] = field(default_factory=list)
     # The search's own choice (kept shares, validation accuracy) the walk started from.
     start: dict[str, Any] = field(default_factory=dict)
-    # How the job fine-tuned the kept model (its rate; core.job.stages sets it).
-    tuned: Any = None
 
 
 def search_after_finetune(
@@ -70,7 +69,7 @@ def search_after_finetune(
         model = search.build(ranks)
         params_kept, flops_kept = search.kept(model)
         before, _ = accuracy(model)
-        history = search.finetune(
+        finetuned = search.finetune(
             model, f"trying {params_kept:.1%} of the params, {flops_kept:.1%} of the FLOPs"
         )
         after, within = accuracy(model)
@@ -85,10 +84,10 @@ def search_after_finetune(
         )
         if not within:
             break
-        kept = Searched(dict(ranks), model, history, before)
+        kept = Searched(dict(ranks), model, finetuned, before)
     if kept is None:
         model = search.build(choice.ranks)
-        history = search.finetune(model, "none smaller within the tolerance: the search's choice")
-        kept = Searched(dict(choice.ranks), model, history, choice.val_accuracy)
+        finetuned = search.finetune(model, "none smaller within the tolerance: the search's choice")
+        kept = Searched(dict(choice.ranks), model, finetuned, choice.val_accuracy)
     kept.tried, kept.start = tried, dict(choice.chosen)
     return kept

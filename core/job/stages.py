@@ -3,10 +3,8 @@ model, train it, then merge, measure, choose ranks, fine-tune and measure again.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from core.job.progress import FINETUNE_END, RANKS_END, Progress
 from core.lowrank import Svd, dense_from_lowrank, to_lowrank, truncate
 from core.measure import count_flops, count_params, evaluate, measure_latency_ms
 from core.ranks import ProgressCallback, RankChoice, choose_ranks
+from core.rate_choice import RateChoice, finetune_at_best_rate
 from core.recipes import FROM_YOUR_MODEL, distilled_from, epochs_text
 from core.spec import CompressSpec, JobSpec
 from core.train import Distillation, seed_everything, train_model
@@ -35,16 +34,6 @@ SPLIT_SEED = 0
 # (bench/README.md, "LoRITa's own fine-tuning rate"). This is the reduced one, the rate
 # the bench's fixed-rate rows use.
 FINETUNE_LR_SCALE = 0.1
-
-
-@dataclass
-class Finetuned:
-    """A fine-tuning kept: its epochs, the rate it ran at (a share of the training's)
-    and every rate tried from the same start with its validation accuracy."""
-
-    history: list
-    lr_scale: float
-    trials: list[dict[str, float]] = field(default_factory=list)
 
 
 def _check_forward(model: nn.Module, splits: Any, spec: JobSpec) -> None:
@@ -189,13 +178,12 @@ class JobStages:
         ranks = choice.ranks
         lowrank = to_lowrank(merged, ranks, bases=bases).to(device).eval()
         chosen_test = evaluate(lowrank, self.splits.test, device, amp=self.amp).accuracy
-        history: list = []
-        tuned: Finetuned | None = None
+        tuned: RateChoice | None = None
         if searched is not None:
-            lowrank, history, tuned = searched.lowrank, searched.history, searched.tuned
+            lowrank, tuned = searched.lowrank, searched.finetuned
         elif spec.compress.finetune_epochs > 0:
             tuned = self._finetune(lowrank, merged, run)
-            history = tuned.history
+        history = tuned.history if tuned is not None else []
         # The dense export: of the fine-tuned compact model when there is one.
         truncated = (
             dense_from_lowrank(lowrank, merged).eval()
@@ -337,17 +325,15 @@ class JobStages:
 
         # The first allocation fine-tuned chooses the rate; the walk's later ones reuse
         # it, so the walk costs one fine-tuning per allocation beyond that.
-        tunings: dict[int, Finetuned] = {}
-        chosen: list[Finetuned] = []
+        first: list[RateChoice] = []
 
-        def tune(model: nn.Module, note: str) -> list:
-            scales = [chosen[0].lr_scale] if chosen else None
-            done = self._finetune(model, merged, run, note, scales=scales)
-            if not chosen:
-                chosen.append(done)
+        def tune(model: nn.Module, note: str) -> RateChoice:
+            if not first:
+                first.append(self._finetune(model, merged, run, note))
+                return first[0]
+            done = self._finetune(model, merged, run, note, scales=[first[0].lr_scale])
             # The report keeps the rates compared where the rate was chosen.
-            tunings[id(model)] = Finetuned(done.history, done.lr_scale, chosen[0].trials)
-            return done.history
+            return RateChoice(done.history, done.lr_scale, first[0].trials)
 
         walk = FinetuneSearch(
             build=build,
@@ -358,7 +344,6 @@ class JobStages:
         )
         reference = marks(merged)
         searched = search_after_finetune(walk, choice, reference)
-        searched.tuned = tunings[id(searched.lowrank)]
         if searched.ranks == choice.ranks:
             return choice, searched
         params_kept, flops_kept = kept(searched.lowrank)
@@ -383,31 +368,23 @@ class JobStages:
         run: str,
         note: str | None = None,
         scales: Sequence[float] | None = None,
-    ) -> Finetuned:
+    ) -> RateChoice:
         """Fine-tune the compact `lowrank` in place (distilled as the spec says) at each
         of `scales` x the training's learning rate from the same start, and keep the one
         best on the validation split (a tie keeps the earlier). `note` goes with the
         progress message. `scales` None: compress.finetune_lr_scales."""
         scales = self.spec.compress.finetune_lr_scales if scales is None else scales
-        trials: list[dict[str, float]] = []
-        best: tuple[float, nn.Module, list, float] | None = None
-        for index, scale in enumerate(scales):
-            # The last rate fine-tunes the model itself; the others a copy of it.
-            candidate = lowrank if index == len(scales) - 1 else copy.deepcopy(lowrank)
+        width = (FINETUNE_END - RANKS_END) / len(scales)
+
+        def at(candidate: nn.Module, scale: float, index: int) -> list:
             words = f"at {scale:g}x the learning rate" if len(scales) > 1 else None
-            width = (FINETUNE_END - RANKS_END) / len(scales)
             span = (RANKS_END + index * width, RANKS_END + (index + 1) * width)
-            history = self._finetune_at(candidate, merged, run, scale, span, note, words)
-            accuracy = evaluate(candidate, self.splits.val, self.device, amp=self.amp).accuracy
-            trials.append({"lr_scale": scale, "val_accuracy": accuracy})
-            if best is None or accuracy > best[0]:
-                best = (accuracy, candidate, history, scale)
-        assert best is not None, "no learning rate to fine-tune at"
-        _, model, history, scale = best
-        if model is not lowrank:
-            lowrank.load_state_dict(model.state_dict())
-        lowrank.eval()
-        return Finetuned(history, scale, trials)
+            return self._finetune_at(candidate, merged, run, scale, span, note, words)
+
+        def val_accuracy(candidate: nn.Module) -> float:
+            return evaluate(candidate, self.splits.val, self.device, amp=self.amp).accuracy
+
+        return finetune_at_best_rate(lowrank, scales, at, val_accuracy)
 
     def _finetune_at(
         self,

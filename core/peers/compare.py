@@ -20,7 +20,6 @@ picks the best small model (core.peers.verdict).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from core.peers.latency import as_cpu_latency, cpu_latencies
 from core.peers.pruning import PruningError, prune_to_budget
 from core.peers.verdict import decide
 from core.ranks import BudgetFamily, RankProblem
+from core.rate_choice import RateChoice, finetune_at_best_rate
 from core.recipes import epochs_text
 from core.result import ComparisonBlock, CpuLatency, Verdict
 from core.spec import CompressSpec, TrainSpec
@@ -69,7 +69,6 @@ class CompareContext:
     device: str
     input_shape: tuple[int, ...]
     names: list[str]  # the layers the rank search may truncate
-    lr_scale: float  # fine-tuning learning rate = train.lr * lr_scale
     amp: bool = False
     on_event: EventSink = ignore_event
     on_stage: Callable[[str, float], None] = lambda message, progress: None
@@ -120,31 +119,21 @@ def finetune_recipe(train: TrainSpec, epochs: int, lr_scale: float) -> TrainSpec
     )
 
 
-@dataclass
-class Tuned:
-    """A peer fine-tuned at the rate that served it best on the validation split."""
-
-    model: nn.Module
-    history: list[dict[str, Any]]
-    lr_scale: float
-    trials: list[dict[str, float]]  # every rate tried: lr_scale, val_accuracy
-
-
 def finetune(
     model: nn.Module,
     context: CompareContext,
     run: str,
     epochs: int,
     span: tuple[float, float],
+    lr_scale: float,
     teacher: nn.Module | None = None,
-    lr_scale: float | None = None,
 ) -> list[dict[str, Any]]:
     """Fine-tune `model` in place, distilling from `teacher` when given, at `lr_scale`
-    of the training's rate (None: context.lr_scale); returns its epoch history."""
+    of the training's rate; returns its epoch history."""
     history = train_model(
         model,
         context.splits,
-        finetune_recipe(context.train, epochs, context.lr_scale if lr_scale is None else lr_scale),
+        finetune_recipe(context.train, epochs, lr_scale),
         device=context.device,
         run=run,
         on_event=context.on_event,
@@ -209,7 +198,7 @@ def run_comparisons(
 
     scales = list(context.compress.finetune_lr_scales)
 
-    def how_tuned(method: str, tuned: Tuned) -> str:
+    def how_tuned(method: str, tuned: RateChoice) -> str:
         how = "distilled from the N=1 model" if distils(method) else "on the labels"
         how += f", at {tuned.lr_scale:g}x the training's learning rate"
         if len(tuned.trials) > 1:
@@ -222,29 +211,25 @@ def run_comparisons(
     skipped: dict[str, str] = {}
     done = 0
 
-    def fine_tuned(model: nn.Module, method: str) -> Tuned:
-        """`model` fine-tuned at each rate from the same start; the best on validation."""
+    def fine_tuned(model: nn.Module, method: str) -> RateChoice:
+        """`model` fine-tuned in place at the rate best on validation of those tried."""
         nonlocal done
         teacher = plain_merged if distils(method) else None
         width = step / len(scales)
-        trials: list[dict[str, float]] = []
-        best, best_accuracy = Tuned(model, [], scales[0], trials), -1.0
-        for index, scale in enumerate(scales):
+
+        def at(candidate: nn.Module, scale: float, index: int) -> list:
             start = low + done * step + index * width
             run = f"{method} at {scale:.3g}x lr"
             context.on_stage(f"{run}: fine-tuning for {epochs_text(epochs)}", start)
-            # The last rate may fine-tune the model itself; the others a copy of it.
-            candidate = model if index == len(scales) - 1 else copy.deepcopy(model)
-            history = finetune(
-                candidate, context, run, epochs, (start, start + width), teacher, scale
-            )
-            accuracy = evaluate(candidate, context.splits.val, device, amp=context.amp).accuracy
-            trials.append({"lr_scale": scale, "val_accuracy": accuracy})
-            # A tie keeps the earlier rate, the reduced one.
-            if accuracy > best_accuracy:
-                best, best_accuracy = Tuned(candidate, history, scale, trials), accuracy
+            span = (start, start + width)
+            return finetune(candidate, context, run, epochs, span, scale, teacher)
+
+        def val_accuracy(candidate: nn.Module) -> float:
+            return evaluate(candidate, context.splits.val, device, amp=context.amp).accuracy
+
+        tuned = finetune_at_best_rate(model, scales, at, val_accuracy)
         done += 1
-        return best
+        return tuned
 
     for method in methods:
         if method == "plain":
@@ -293,11 +278,11 @@ def run_comparisons(
                 plain_merged, context.names, lorita_share, target, shape, device, bases
             )
             tuned = fine_tuned(lowrank, method)
-            models[method] = tuned.model
+            models[method] = lowrank
             partial[method] = {
                 "description": f"N=1 model truncated to LoRITa's {target} share, then "
                 f"fine-tuned for {epochs_text(epochs)}, {how_tuned(method, tuned)}",
-                "accuracy": evaluate(tuned.model, test, device, amp=context.amp).accuracy,
+                "accuracy": evaluate(lowrank, test, device, amp=context.amp).accuracy,
                 "ranks": ranks,
                 "sized_to": target,
                 "finetune_epochs": epochs,
@@ -328,12 +313,12 @@ def run_comparisons(
                 )
                 note = f"{reach}; {note}" if note else reach
             tuned = fine_tuned(pruned.model, method)
-            models[method] = tuned.model
+            models[method] = pruned.model
             partial[method] = {
                 "description": f"Torch-Pruning (L2 magnitude, structured) of the N=1 model "
                 f"to LoRITa's {target} share, then fine-tuned for {epochs_text(epochs)}, "
                 f"{how_tuned(method, tuned)}",
-                "accuracy": evaluate(tuned.model, test, device, amp=context.amp).accuracy,
+                "accuracy": evaluate(pruned.model, test, device, amp=context.amp).accuracy,
                 "pruning": pruned.summary(),
                 "sized_to": target,
                 "finetune_epochs": epochs,
