@@ -263,6 +263,9 @@ class JobRun:
                 self.store.delete(self.job_id)  # deleted while running
                 return "deleted"
             if job.cancel_requested:
+                # Scratch goes before the state commits: whoever sees "cancelled" must
+                # not find its checkpoints, and a cancelled job never resumes from them.
+                self._clean_scratch()
                 repo.finish_job(session, self.job_id, self.worker, CANCELLED)
                 cancelled = True
             elif SHUTTING_DOWN.is_set() and repo.requeue_job(
@@ -272,7 +275,6 @@ class JobRun:
             else:
                 return "lost" if job.status not in FINAL_STATES else job.status
         if cancelled:
-            self._clean_scratch()
             log.info("job %s: cancelled", self.job_id)
             return CANCELLED
         # Committed as queued above; now hand it to the next worker (checkpoint kept).
