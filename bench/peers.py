@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import tempfile
 import time
@@ -102,6 +103,7 @@ METHOD_STYLES = {
 }
 # The accuracy band drawn: from this many points below the N=1 reference to the top.
 PLOT_DEPTH_POINTS = 12.0
+LEGEND_COLUMNS = 3
 
 
 # ------------------------------------------------------------------ inputs
@@ -463,7 +465,12 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     axis_labels = {"flops_kept": "FLOPs kept", "params_kept": "params kept"}
     # The grid's own axis (--target) first.
     keys = sorted(axis_labels, key=lambda key: key != f"{payload['target']}_kept")
-    figure, axes = plt.subplots(1, len(keys), figsize=(12, 5.6), sharey=True)
+    # The legend sits below the panels, one row per three entries: the figure grows with
+    # it so that it never covers the axis labels.
+    entries = len(payload["curves"]) + 1 + len(TOLERANCES)
+    legend_height = 0.22 * math.ceil(entries / LEGEND_COLUMNS)  # inches
+    height = 5.0 + legend_height
+    figure, axes = plt.subplots(1, len(keys), figsize=(12, height), sharey=True)
     for axis, key in zip(axes, keys, strict=True):
         for name, curve in payload["curves"].items():
             points = sorted(curve, key=lambda point: point[key])
@@ -496,9 +503,11 @@ def plot(payload: dict[str, Any], path: Path) -> Path:
     axes[0].set_ylabel("test accuracy (%)")
     # Below the panels, so that it hides no point whatever the curves do.
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.legend(
+        handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=8, frameon=False
+    )
     figure.suptitle(_plot_title(payload))
-    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    figure.tight_layout(rect=(0, (legend_height + 0.1) / height, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
